@@ -1,0 +1,335 @@
+package idgen
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Querier is what the allocator needs from a database handle: one query that returns
+// rows. *sql.DB, *sql.Tx and *sql.Conn satisfy it, and so does GORM's ConnPool.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+var (
+	_ Querier = (*sql.DB)(nil)
+	_ Querier = (*sql.Tx)(nil)
+	_ Querier = (*sql.Conn)(nil)
+)
+
+// Allocator hands out keys from blocks reserved in one PostgreSQL sequence.
+//
+// Keys are handed out from memory; a round trip happens only when the reserved
+// blocks run out, and then one round trip reserves every block the call needs.
+// Keys are unique across goroutines, processes and hosts as long as every writer of
+// the sequence uses the same AllocationSize (equal to the sequence INCREMENT) and the
+// same Optimizer, or inserts with DEFAULT nextval(...). Keys are not handed out in a
+// global order, and keys never used leave gaps: both are normal for sequences.
+//
+// An Allocator is safe for concurrent use by multiple goroutines.
+type Allocator struct {
+	st *state
+	// q runs refills. via is true for allocators made by Using: they refill on q with
+	// the caller's context instead of sharing the background refill, because q may be
+	// the caller's own transaction.
+	q   Querier
+	via bool
+}
+
+// state is shared by an Allocator and every Allocator that Using derives from it.
+type state struct {
+	cfg Config
+
+	mu sync.Mutex // protects the fields below; never held across a round trip
+	// blocks are reserved keys not yet handed out, in the order they are handed out.
+	blocks []span
+	// refill is the background refill in flight on the default Querier, or nil.
+	refill *refill
+
+	roundTrips atomic.Int64
+	reserved   atomic.Int64
+	handedOut  atomic.Int64
+}
+
+// refill is one background round trip that callers on the default Querier share.
+type refill struct {
+	done chan struct{} // closed when the refill has finished
+	want int           // keys reserved for the caller that started it
+	// Set before done is closed:
+	keys      []int64 // the starter's keys, unless the starter gave up
+	err       error
+	gaveUp    bool // starter returned before done; protected by state.mu
+	finishing bool // protected by state.mu
+}
+
+// Stats are counters of an Allocator since New. Every field only grows.
+type Stats struct {
+	RoundTrips int64 // queries sent to the database by refills (New's check excluded)
+	Blocks     int64 // blocks reserved with nextval
+	Keys       int64 // keys handed out to callers
+}
+
+// New checks cfg against the database and returns an Allocator that reserves blocks
+// through db. New returns an error, and no Allocator, when cfg is invalid
+// (ErrInvalidConfig), the sequence does not exist or is not a sequence
+// (ErrSequenceNotFound), is CYCLE (ErrCycle), has an INCREMENT other than
+// AllocationSize (ErrIncrementMismatch), or cannot reserve another block (ErrExhausted).
+//
+// ctx only bounds New's own check. db is used for every later refill, except through
+// the Allocators that Using returns.
+func New(ctx context.Context, db Querier, cfg Config) (*Allocator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, &ConfigError{Sequence: cfg.Sequence, Problems: []string{"nil Querier"}}
+	}
+	if err := describe(ctx, db, cfg); err != nil {
+		return nil, err
+	}
+	return &Allocator{st: &state{cfg: cfg}, q: db}, nil
+}
+
+// Config returns the configuration the Allocator was made with.
+func (a *Allocator) Config() Config { return a.st.cfg }
+
+// Using returns an Allocator that shares a's reserved keys and statistics but runs
+// any refill it needs on q with the caller's context, for example the caller's own
+// *sql.Tx. Use it when the calling goroutine holds a connection that the allocator's
+// default Querier might need (a one-connection pool held by the caller's transaction
+// would otherwise deadlock). The refill's nextval is not undone if q's transaction
+// rolls back, so keys reserved through q stay unique either way.
+//
+// The returned Allocator is as safe for concurrent use as q is.
+func (a *Allocator) Using(q Querier) *Allocator {
+	if q == nil {
+		return a
+	}
+	return &Allocator{st: a.st, q: q, via: true}
+}
+
+// Stats returns the Allocator's counters. They are shared with the Allocators made by Using.
+func (a *Allocator) Stats() Stats {
+	return Stats{
+		RoundTrips: a.st.roundTrips.Load(),
+		Blocks:     a.st.reserved.Load(),
+		Keys:       a.st.handedOut.Load(),
+	}
+}
+
+// Next returns one new key. It does a round trip only when the reserved block is used
+// up; ctx bounds the wait for that refill, but cancelling it does not cancel a refill
+// that other callers share.
+func (a *Allocator) Next(ctx context.Context) (int64, error) {
+	st := a.st
+	st.mu.Lock()
+	if len(st.blocks) > 0 {
+		k := st.popLocked()
+		st.mu.Unlock()
+		st.handedOut.Add(1)
+		return k, nil
+	}
+	st.mu.Unlock()
+	keys, err := a.NextN(ctx, 1)
+	if err != nil {
+		return 0, err
+	}
+	return keys[0], nil
+}
+
+// NextN returns n new keys. Keys already reserved are used first; every block still
+// needed is reserved in one round trip (SELECT nextval … FROM generate_series). n == 0
+// returns nil without a round trip. On error no key is handed out.
+//
+// ctx bounds the wait; a refill shared with other callers is not cancelled with it.
+func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("idgen: NextN(%d): n must not be negative", n)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	st := a.st
+	keys := make([]int64, 0, n)
+	for {
+		st.mu.Lock()
+		keys = st.takeLocked(keys, n-len(keys))
+		if len(keys) == n {
+			st.mu.Unlock()
+			st.handedOut.Add(int64(n))
+			return keys, nil
+		}
+		want := n - len(keys)
+		if a.via {
+			st.mu.Unlock()
+			got, err := a.refillVia(ctx, want)
+			if err != nil {
+				return nil, st.fail(keys, err)
+			}
+			keys = append(keys, got...)
+			continue
+		}
+		if r := st.refill; r != nil {
+			// Someone else's refill is in flight: wait for it, then look again.
+			st.mu.Unlock()
+			select {
+			case <-r.done:
+				if r.err != nil {
+					return nil, st.fail(keys, r.err)
+				}
+				continue
+			case <-ctx.Done():
+				return nil, st.fail(keys, ctx.Err())
+			}
+		}
+		r := &refill{done: make(chan struct{}), want: want}
+		st.refill = r
+		st.mu.Unlock()
+		// The refill serves everyone waiting, so it runs with the caller's values but
+		// without its cancellation.
+		go a.runRefill(context.WithoutCancel(ctx), r)
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			st.mu.Lock()
+			if !r.finishing {
+				r.gaveUp = true
+				st.mu.Unlock()
+				return nil, st.fail(keys, ctx.Err())
+			}
+			st.mu.Unlock()
+			<-r.done // finishing under way: its result is ours, and it is immediate
+		}
+		if r.err != nil {
+			return nil, st.fail(keys, r.err)
+		}
+		keys = append(keys, r.keys...)
+	}
+}
+
+// runRefill reserves the blocks r needs on the default Querier, keeps r.want keys for
+// the caller that started it (unless that caller gave up) and puts the rest in the pool.
+func (a *Allocator) runRefill(ctx context.Context, r *refill) {
+	blocks, err := a.reserve(ctx, a.q, r.want)
+	st := a.st
+	st.mu.Lock()
+	r.finishing = true
+	if err != nil {
+		r.err = err
+	} else {
+		st.blocks = append(blocks, st.blocks...)
+		if !r.gaveUp {
+			r.keys = st.takeLocked(make([]int64, 0, r.want), r.want)
+		}
+	}
+	st.refill = nil
+	st.mu.Unlock()
+	close(r.done)
+}
+
+// refillVia reserves the blocks for want keys on a's own Querier, synchronously with
+// the caller's ctx, and returns want keys; the rest go to the shared pool.
+func (a *Allocator) refillVia(ctx context.Context, want int) ([]int64, error) {
+	blocks, err := a.reserve(ctx, a.q, want)
+	if err != nil {
+		return nil, err
+	}
+	st := a.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.blocks = append(blocks, st.blocks...)
+	return st.takeLocked(make([]int64, 0, want), want), nil
+}
+
+// reserve runs round trips until the blocks hold at least want keys. One round trip
+// suffices except for the Pooled optimizer's first value of a fresh sequence, a block
+// of one key, which can need a second.
+func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, error) {
+	st := a.st
+	size := int64(st.cfg.AllocationSize)
+	var blocks []span
+	var have int64
+	for have < int64(want) {
+		count := (int64(want) - have + size - 1) / size
+		st.roundTrips.Add(1)
+		got, err := fetch(ctx, q, st.cfg, int(count))
+		if err != nil {
+			if errors.Is(err, ErrIncrementMismatch) {
+				st.dropAll()
+			}
+			return nil, err
+		}
+		st.reserved.Add(int64(len(got)))
+		for _, b := range got {
+			have += b.len()
+		}
+		blocks = append(blocks, got...)
+	}
+	return blocks, nil
+}
+
+// popLocked hands out the next key; st.mu must be held and st.blocks non-empty.
+func (st *state) popLocked() int64 {
+	b := &st.blocks[0]
+	k := b.next
+	if b.next == b.last {
+		st.blocks = st.blocks[1:]
+	} else {
+		b.next++
+	}
+	return k
+}
+
+// takeLocked appends up to n keys from the pool to keys; st.mu must be held.
+func (st *state) takeLocked(keys []int64, n int) []int64 {
+	for n > 0 && len(st.blocks) > 0 {
+		b := &st.blocks[0]
+		take := b.len()
+		if take > int64(n) {
+			take = int64(n)
+		}
+		for k := b.next; k < b.next+take; k++ {
+			keys = append(keys, k)
+		}
+		n -= int(take)
+		if take == b.len() {
+			st.blocks = st.blocks[1:]
+		} else {
+			b.next += take
+		}
+	}
+	return keys
+}
+
+// fail ends a call that took keys but could not complete with err. The keys go back
+// to the front of the pool so the failed call loses none, unless err is an increment
+// mismatch: keys reserved under the old INCREMENT are dropped, not handed out later.
+func (st *state) fail(keys []int64, err error) error {
+	if len(keys) == 0 || errors.Is(err, ErrIncrementMismatch) {
+		return err
+	}
+	var back []span
+	for _, k := range keys {
+		if n := len(back); n > 0 && back[n-1].last+1 == k {
+			back[n-1].last = k
+			continue
+		}
+		back = append(back, span{next: k, last: k})
+	}
+	st.mu.Lock()
+	st.blocks = append(back, st.blocks...)
+	st.mu.Unlock()
+	return err
+}
+
+// dropAll forgets every reserved key: after the sequence's INCREMENT changed, keys
+// reserved under the old one may overlap blocks other writers get under the new one.
+func (st *state) dropAll() {
+	st.mu.Lock()
+	st.blocks = nil
+	st.mu.Unlock()
+}

@@ -1,0 +1,58 @@
+package idgen
+
+import (
+	"context"
+	"strings"
+)
+
+// Check verifies each Config against the database the way New does, without making
+// an Allocator, and reports every problem at once: a missing sequence, a CYCLE
+// sequence, an INCREMENT other than AllocationSize (naming both numbers), an exhausted
+// sequence, or an invalid Config. It returns nil when all are sound, else a
+// *CheckError. Use it at startup, like Hibernate's schema validation.
+//
+// Check is safe for concurrent use if q is.
+func Check(ctx context.Context, q Querier, cfgs ...Config) error {
+	var problems []error
+	for _, cfg := range cfgs {
+		if err := CheckOne(ctx, q, cfg); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			problems = append(problems, err)
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &CheckError{Problems: problems}
+}
+
+// CheckOne verifies one Config as New does and returns its error, or nil.
+func CheckOne(ctx context.Context, q Querier, cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	return describe(ctx, q, cfg)
+}
+
+// CheckError lists every problem Check found, one error per Config. errors.Is and
+// errors.As see each of them (ErrIncrementMismatch, ErrSequenceNotFound, …).
+type CheckError struct {
+	Problems []error
+}
+
+func (e *CheckError) Error() string {
+	var b strings.Builder
+	b.WriteString("idgen: sequence check failed:")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the problems, for errors.Is and errors.As.
+func (e *CheckError) Unwrap() []error { return e.Problems }
+
+var _ interface{ Unwrap() []error } = (*CheckError)(nil)

@@ -1,0 +1,71 @@
+package idgen
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Optimizer says how the value returned by one nextval call maps to a block of keys.
+//
+// All writers of one sequence must use the same Optimizer: PooledLo and Pooled read
+// the same nextval value as different blocks, so mixing them hands out overlapping keys.
+type Optimizer int
+
+const (
+	// PooledLo (the default) treats nextval's value v as the low end of its block:
+	// the keys are v … v+AllocationSize-1. A sequence "START 1 INCREMENT 50" yields
+	// 1..50, then 51..100.
+	PooledLo Optimizer = iota
+	// Pooled treats v as the high end of its block, v-AllocationSize+1 … v, exactly as
+	// Hibernate 6's pooled optimizer does, so a Go service and a JVM service can share
+	// one sequence. The first value of a fresh sequence (its START) is a block of that one
+	// key: "START 1 INCREMENT 50" yields 1, then 2..51, then 52..101.
+	Pooled
+)
+
+// String returns "pooled-lo" or "pooled", the names ParseTag accepts.
+func (o Optimizer) String() string {
+	switch o {
+	case PooledLo:
+		return "pooled-lo"
+	case Pooled:
+		return "pooled"
+	default:
+		return fmt.Sprintf("Optimizer(%d)", int(o))
+	}
+}
+
+// Config describes one sequence and how keys are reserved from it.
+type Config struct {
+	// Sequence names the sequence the way nextval's argument does: optionally
+	// schema-qualified ("ingest.commits_id_seq"), with double quotes to keep case or
+	// special characters (`"Odd.Name"`). It is sent as a bind parameter and resolved
+	// by PostgreSQL's regclass input, never spliced into SQL.
+	Sequence string
+	// AllocationSize is the number of keys one nextval reserves. It must equal the
+	// sequence's INCREMENT; New and every refill check that it does.
+	AllocationSize int
+	// Optimizer maps nextval values to blocks; the zero value is PooledLo.
+	Optimizer Optimizer
+}
+
+// validate reports configuration errors that need no database to detect.
+func (c Config) validate() error {
+	var problems []string
+	if strings.TrimSpace(c.Sequence) == "" {
+		problems = append(problems, "Sequence is empty")
+	}
+	if strings.ContainsRune(c.Sequence, 0) {
+		problems = append(problems, "Sequence contains a NUL byte")
+	}
+	if c.AllocationSize < 1 {
+		problems = append(problems, fmt.Sprintf("AllocationSize is %d, want 1 or more", c.AllocationSize))
+	}
+	if c.Optimizer != PooledLo && c.Optimizer != Pooled {
+		problems = append(problems, fmt.Sprintf("unknown Optimizer %d", int(c.Optimizer)))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &ConfigError{Sequence: c.Sequence, Problems: problems}
+}

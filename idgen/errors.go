@@ -1,0 +1,104 @@
+package idgen
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrIncrementMismatch is returned (wrapped in an *IncrementMismatchError) by New and
+	// by any call that refills, when the sequence's INCREMENT differs from the configured
+	// AllocationSize. No key from the mismatched fetch is handed out, and the allocator
+	// drops the keys it still held.
+	ErrIncrementMismatch = errors.New("idgen: sequence increment does not match allocation size")
+
+	// ErrSequenceNotFound is returned by New and by refills when the configured name
+	// does not resolve to a sequence (it does not exist, or names another kind of
+	// relation).
+	ErrSequenceNotFound = errors.New("idgen: sequence not found")
+
+	// ErrCycle is returned by New for a sequence declared CYCLE: a cycling sequence
+	// would hand out the same keys again.
+	ErrCycle = errors.New("idgen: sequence is CYCLE")
+
+	// ErrExhausted is returned when the sequence cannot reserve another whole block
+	// without passing its MAXVALUE. Keys reserved before are still valid.
+	ErrExhausted = errors.New("idgen: sequence exhausted")
+
+	// ErrInvalidConfig is matched (with errors.Is) by the *ConfigError that New returns
+	// for a Config that is wrong before any database is asked.
+	ErrInvalidConfig = errors.New("idgen: invalid config")
+)
+
+// ConfigError lists what is wrong with a Config. It matches ErrInvalidConfig.
+type ConfigError struct {
+	Sequence string
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("idgen: invalid config for sequence %q: %s", e.Sequence, strings.Join(e.Problems, "; "))
+}
+
+// Is reports whether target is ErrInvalidConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// IncrementMismatchError carries both numbers of an increment mismatch. It matches
+// ErrIncrementMismatch with errors.Is.
+type IncrementMismatchError struct {
+	Sequence       string
+	Increment      int64 // the sequence's INCREMENT in the database
+	AllocationSize int   // the configured AllocationSize
+}
+
+func (e *IncrementMismatchError) Error() string {
+	return fmt.Sprintf("idgen: sequence %s has INCREMENT %d but AllocationSize is %d; they must be equal or writers get overlapping keys (ALTER SEQUENCE %s INCREMENT BY %d, or change the allocation size)",
+		e.Sequence, e.Increment, e.AllocationSize, e.Sequence, e.AllocationSize)
+}
+
+// Is reports whether target is ErrIncrementMismatch.
+func (e *IncrementMismatchError) Is(target error) bool { return target == ErrIncrementMismatch }
+
+// SequenceError reports a problem with one sequence: Err is one of the sentinels of
+// this package (ErrSequenceNotFound, ErrCycle, ErrExhausted) or a database error, and
+// errors.Is sees through it.
+type SequenceError struct {
+	Sequence string
+	Detail   string // what was found, in words; may be empty
+	Err      error
+}
+
+func (e *SequenceError) Error() string {
+	msg := fmt.Sprintf("idgen: sequence %s: %v", e.Sequence, e.Err)
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
+// Unwrap returns the underlying error.
+func (e *SequenceError) Unwrap() error { return e.Err }
+
+// sqlState returns the SQLSTATE of a driver error that carries one (pgx's
+// *pgconn.PgError and lib/pq's *pq.Error both do), or "".
+func sqlState(err error) string {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		return s.SQLState()
+	}
+	return ""
+}
+
+// classify turns a database error about seq into one the caller can act on.
+func classify(seq string, err error) error {
+	switch sqlState(err) {
+	case "42P01", "3F000", "42809": // undefined_table, invalid_schema_name, wrong_object_type
+		return &SequenceError{Sequence: seq, Err: fmt.Errorf("%w: %w", ErrSequenceNotFound, err)}
+	case "42602", "42601": // invalid_name, syntax_error
+		return &SequenceError{Sequence: seq, Detail: "not a valid sequence name", Err: fmt.Errorf("%w: %w", ErrSequenceNotFound, err)}
+	case "2200H": // sequence_generator_limit_exceeded
+		return &SequenceError{Sequence: seq, Err: fmt.Errorf("%w: %w", ErrExhausted, err)}
+	}
+	return &SequenceError{Sequence: seq, Err: err}
+}

@@ -1,0 +1,104 @@
+package idgen
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// TagKey is the struct tag key that declares a client-assigned key:
+//
+//	ID int64 `gorm:"primaryKey" idgen:"sequence:commits_id_seq;allocationSize:50"`
+const TagKey = "idgen"
+
+// DefaultAllocationSize is the allocation size ParseTag uses when a tag names none.
+// It is Hibernate's default, and the INCREMENT seqrepo's migrations set.
+const DefaultAllocationSize = 50
+
+// ParseTag parses the value of an idgen struct tag into a Config. The tag is a list of
+// key:value pairs separated by semicolons; keys are case-insensitive:
+//
+//	sequence        the sequence name, as Config.Sequence (required); may be
+//	                schema-qualified and double-quoted; a ';' inside double quotes is
+//	                part of the name
+//	allocationSize  the block size, equal to the sequence INCREMENT (default 50)
+//	optimizer       "pooled-lo" (default) or "pooled"
+//
+// ParseTag returns an error matching ErrInvalidConfig for anything else: an unknown
+// or repeated key, a missing value, a size that is not a positive integer.
+// ParseTag is a pure function, safe for concurrent use.
+func ParseTag(tag string) (Config, error) {
+	cfg := Config{AllocationSize: DefaultAllocationSize}
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, &ConfigError{Sequence: cfg.Sequence, Problems: []string{fmt.Sprintf("tag %q: ", tag) + fmt.Sprintf(format, args...)}}
+	}
+	parts, err := splitTag(tag)
+	if err != nil {
+		return bad("%v", err)
+	}
+	seen := map[string]bool{}
+	for _, part := range parts {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(part, ":")
+		key = strings.ToLower(strings.TrimSpace(key))
+		value = strings.TrimSpace(value)
+		if !ok || value == "" {
+			return bad("%q has no value (want key:value)", strings.TrimSpace(part))
+		}
+		if seen[key] {
+			return bad("%s given twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "sequence", "seq":
+			cfg.Sequence = value
+		case "allocationsize", "allocation_size", "size":
+			n, err := strconv.Atoi(value)
+			if err != nil || n < 1 {
+				return bad("allocationSize %q is not a positive integer", value)
+			}
+			cfg.AllocationSize = n
+		case "optimizer":
+			switch strings.ToLower(value) {
+			case "pooled-lo", "pooledlo", "pooled_lo":
+				cfg.Optimizer = PooledLo
+			case "pooled":
+				cfg.Optimizer = Pooled
+			default:
+				return bad("optimizer %q (want pooled-lo or pooled)", value)
+			}
+		default:
+			return bad("unknown key %q (want sequence, allocationSize, optimizer)", key)
+		}
+	}
+	if cfg.Sequence == "" {
+		return bad("no sequence (want sequence:NAME)")
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// splitTag splits on semicolons that are not inside double quotes.
+func splitTag(tag string) ([]string, error) {
+	var parts []string
+	start, quoted := 0, false
+	for i := 0; i < len(tag); i++ {
+		switch tag[i] {
+		case '"':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				parts = append(parts, tag[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if quoted {
+		return nil, fmt.Errorf("unterminated double quote")
+	}
+	return append(parts, tag[start:]), nil
+}
