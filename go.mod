@@ -1,6 +1,6 @@
 module github.com/seqrepo/seqrepo
 
-go 1.24.0
+go 1.26.0
 
 require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
