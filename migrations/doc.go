@@ -1,5 +1,6 @@
 // Package migrations holds the goose migrations for seqrepo's models, the entry point that
-// applies them, and the check an application runs at startup.
+// applies them, the check an application runs at startup, and a helper that adopts seqrepo
+// on tables of one's own.
 //
 // # The migrations
 //
@@ -27,4 +28,17 @@
 // Validate reads each model's idgen struct tag and checks its sequence as idgen.New would,
 // reporting every problem at once: a sequence that is missing, CYCLE, or whose INCREMENT is
 // not the tag's allocationSize, with both numbers.
+//
+// # Adopting seqrepo on other tables
+//
+// Adoption produces the same change as 00002 for any table, to put in a goose migration of
+// one's own, as a Go migration or a SQL file:
+//
+//	a, err := migrations.NewAdoption("orders", "id", 50)
+//	if err != nil { ... }
+//	p, err := goose.NewProvider(goose.DialectPostgres, db, myFS,
+//		goose.WithGoMigrations(a.Migration(42)))
+//
+// It works on identity and serial columns and on free-standing sequences, finds the
+// sequence when the migration runs, and quotes every name.
 package migrations

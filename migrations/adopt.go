@@ -1,0 +1,366 @@
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+)
+
+var (
+	// ErrNoSequence is matched (with errors.Is) by the error of Adoption.Up and Down, and of
+	// Adopt, when the column has no sequence to adopt: it is not an identity or serial column,
+	// and its DEFAULT calls nextval on no sequence (or on more than one). Name the sequence
+	// with WithSequence. Nothing was changed.
+	ErrNoSequence = errors.New("migrations: column has no sequence")
+
+	// ErrNotAdoptable is matched by the error of Adoption.Up and Down, and of Adopt, when the
+	// table cannot take client-assigned keys as it is: the key is GENERATED ALWAYS AS
+	// IDENTITY, not an integer, or its sequence descends; or the transaction is not READ
+	// COMMITTED. The error says which and what to do. Nothing was changed.
+	ErrNotAdoptable = errors.New("migrations: table cannot adopt seqrepo as it is")
+
+	// ErrInvalidAdoption is matched by the error NewAdoption and Adopt return for arguments
+	// that are wrong before any database is asked: an empty or over-long name, a NUL byte,
+	// an allocation size below 1. Nothing was executed.
+	ErrInvalidAdoption = errors.New("migrations: invalid adoption")
+)
+
+// SQLSTATEs that the adoption statements raise; wrap maps them to the sentinels above.
+const (
+	sqlStateNoSequence    = "SR001"
+	sqlStateNotAdoptable  = "SR002"
+	adoptionDollarQuoteID = "seqrepo"
+)
+
+// Adoption is the change that adopts seqrepo on one existing table: its key sequence's
+// INCREMENT becomes the allocation size, and the sequence moves past the largest key already
+// in the table, so no block reserved later can contain an existing key. It is the change
+// seqrepo's own migration 00002 makes, for any table, ready for a goose migration:
+//
+//	a, err := migrations.NewAdoption("orders", "id", 50)
+//	if err != nil { ... }
+//	m := a.Migration(20250101) // a goose Go migration: goose.WithGoMigrations(m)
+//	up, down := a.SQL()        // or the statements, for a migration of your own
+//	file := a.GooseFile()      // or a whole goose SQL migration file
+//
+// The statements find everything at run time, not when they are generated: which sequence
+// the column uses (the identity or serial sequence, else the one its DEFAULT nextval(...)
+// calls, else the one named with WithSequence), which statement suits it (ALTER TABLE …
+// ALTER COLUMN … SET INCREMENT BY for an identity column, ALTER SEQUENCE … INCREMENT BY
+// otherwise), and the largest key. So they need no database to be generated, work the same
+// in a Go migration, a goose SQL file or psql, and stay right if the table changed between
+// generating and running them. Each direction is one PL/pgSQL DO statement; names are only
+// ever quoted, as identifiers or literals, never spliced.
+//
+// Up, in one transaction: lock the table against writes (ACCESS EXCLUSIVE for an identity
+// column, as its ALTER needs; SHARE ROW EXCLUSIVE otherwise), set the INCREMENT, which also
+// locks the sequence against nextval until commit, then, if some key is above everything the
+// sequence handed out (rows inserted with explicit keys), setval(seq, max(key)). The next
+// nextval v = max+size then starts a block above every key under both optimizers (pooled-lo:
+// v..v+size-1; pooled: max+1..v). Down sets INCREMENT 1 and moves the sequence past both
+// max(key) and the end of the last block reserved (last_value+size-1), which a writer may
+// still be filling, so keys from DEFAULT never collide with either. Both are safe to run
+// again and need a READ COMMITTED transaction (the default), to see rows committed while they
+// wait for the lock.
+//
+// An Adoption is immutable and safe for concurrent use.
+type Adoption struct {
+	table, column  string // quoted for messages
+	size           int
+	up, down, file string
+}
+
+// AdoptOption configures NewAdoption and Adopt.
+type AdoptOption func(*adoptConfig)
+
+type adoptConfig struct {
+	schema                  string
+	seqSchema, seq          string
+	table, column           string
+	allocationSize          int
+	sequenceGivenExplicitly bool
+}
+
+// WithSchema names the table's schema, exactly as written (no case folding). Without it,
+// the table is found on the search_path when the statements run.
+func WithSchema(schema string) AdoptOption {
+	return func(c *adoptConfig) { c.schema = schema }
+}
+
+// WithSequence names the sequence to adopt, for a key whose sequence the statements cannot
+// find themselves (say, one that the application calls nextval on explicitly). schema may be
+// empty (the search_path); both names are exact.
+func WithSequence(schema, name string) AdoptOption {
+	return func(c *adoptConfig) {
+		c.seqSchema, c.seq, c.sequenceGivenExplicitly = schema, name, true
+	}
+}
+
+// NewAdoption returns the Adoption of table's key column with the given allocation size
+// (the idgen tag's allocationSize). table, column and the names in opts are exact
+// identifiers: "Orders" is the table Orders, not orders, and a dot is part of the name (use
+// WithSchema). NewAdoption only checks its arguments; it asks no database. Its errors match
+// ErrInvalidAdoption.
+func NewAdoption(table, column string, allocationSize int, opts ...AdoptOption) (*Adoption, error) {
+	c := adoptConfig{table: table, column: column, allocationSize: allocationSize}
+	for _, opt := range opts {
+		opt(&c)
+	}
+	var problems []string
+	check := func(what, name string) {
+		if err := checkIdentifier(what, name); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	check("table", c.table)
+	check("column", c.column)
+	if c.schema != "" {
+		check("schema", c.schema)
+	}
+	if c.sequenceGivenExplicitly {
+		check("sequence", c.seq)
+		if c.seqSchema != "" {
+			check("sequence schema", c.seqSchema)
+		}
+	}
+	if c.allocationSize < 1 {
+		problems = append(problems, fmt.Sprintf("allocation size is %d, want 1 or more", c.allocationSize))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidAdoption, strings.Join(problems, "; "))
+	}
+	a := &Adoption{
+		table:  quoteQualified(c.schema, c.table),
+		column: quoteIdent(c.column),
+		size:   c.allocationSize,
+	}
+	a.up = adoptionStatement(c, true)
+	a.down = adoptionStatement(c, false)
+	a.file = a.gooseFile()
+	return a, nil
+}
+
+// Adopt runs NewAdoption(table, column, allocationSize, opts...).Up in tx: the one-line form
+// for a goose Go migration's up function.
+func Adopt(ctx context.Context, tx *sql.Tx, table, column string, allocationSize int, opts ...AdoptOption) error {
+	a, err := NewAdoption(table, column, allocationSize, opts...)
+	if err != nil {
+		return err
+	}
+	return a.Up(ctx, tx)
+}
+
+// Up adopts seqrepo on the table, in tx. It must be a transaction, so that the locks hold
+// until the change is committed; its signature is that of goose.GoFunc's RunTx. On error,
+// roll tx back: the statement changes nothing unless it succeeds (a setval that already ran
+// is not undone, which only leaves a gap). ctx cancels the statement.
+func (a *Adoption) Up(ctx context.Context, tx *sql.Tx) error { return a.run(ctx, tx, a.up, "adopting") }
+
+// Down undoes Up in tx: INCREMENT 1 again, with the sequence moved past every key already
+// used or reserved. Like Up it can run inside a goose migration as its down function.
+func (a *Adoption) Down(ctx context.Context, tx *sql.Tx) error {
+	return a.run(ctx, tx, a.down, "un-adopting")
+}
+
+// SQL returns the Up and Down statements, one PL/pgSQL DO statement each, without a
+// trailing semicolon.
+func (a *Adoption) SQL() (up, down string) { return a.up, a.down }
+
+// GooseFile returns a goose SQL migration file (annotations included) that runs Up and
+// Down, for a file such as 00042_adopt_seqrepo_orders.sql.
+func (a *Adoption) GooseFile() string { return a.file }
+
+// Migration returns a goose Go migration with the given version that runs Up and Down in
+// goose's transaction, for goose.WithGoMigrations.
+func (a *Adoption) Migration(version int64) *goose.Migration {
+	return goose.NewGoMigration(version, &goose.GoFunc{RunTx: a.Up}, &goose.GoFunc{RunTx: a.Down})
+}
+
+func (a *Adoption) run(ctx context.Context, tx *sql.Tx, stmt, doing string) error {
+	if tx == nil {
+		return fmt.Errorf("migrations: %s seqrepo on %s.%s: nil transaction", doing, a.table, a.column)
+	}
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		switch sqlState(err) {
+		case sqlStateNoSequence:
+			err = fmt.Errorf("%w: %w", ErrNoSequence, err)
+		case sqlStateNotAdoptable:
+			err = fmt.Errorf("%w: %w", ErrNotAdoptable, err)
+		}
+		return fmt.Errorf("migrations: %s seqrepo on %s.%s: %w", doing, a.table, a.column, err)
+	}
+	return nil
+}
+
+// sqlState returns the SQLSTATE of a driver error that carries one (pgx's *pgconn.PgError
+// and lib/pq's *pq.Error both do), or "".
+func sqlState(err error) string {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		return s.SQLState()
+	}
+	return ""
+}
+
+func (a *Adoption) gooseFile() string {
+	var b strings.Builder
+	// Names stay out of the comments: the file is read line by line, and a name may hold a
+	// newline. In the statements they are escaped literals on one line.
+	fmt.Fprintf(&b, "-- Adopt seqrepo on the table named in the statements below: its key sequence gets\n"+
+		"-- INCREMENT %d and moves past the largest key. Down restores INCREMENT 1.\n"+
+		"-- Generated by github.com/seqrepo/seqrepo/migrations.Adoption.\n\n", a.size)
+	b.WriteString("-- +goose Up\n-- +goose StatementBegin\n")
+	b.WriteString(a.up)
+	b.WriteString(";\n-- +goose StatementEnd\n\n")
+	b.WriteString("-- +goose Down\n-- +goose StatementBegin\n")
+	b.WriteString(a.down)
+	b.WriteString(";\n-- +goose StatementEnd\n")
+	return b.String()
+}
+
+// adoptionStatement renders the DO statement for one direction. Every name appears once, as
+// a string literal in the DECLARE section; the body passes them to format's %I, or as
+// regclass values (printed quoted), and to catalog functions as values.
+func adoptionStatement(c adoptConfig, up bool) string {
+	named := "NULL"
+	if c.sequenceGivenExplicitly {
+		named = quoteLiteral(quoteQualified(c.seqSchema, c.seq))
+	}
+	var body strings.Builder
+	fmt.Fprintf(&body, adoptDeclare, quoteLiteral(quoteQualified(c.schema, c.table)), quoteLiteral(c.column), named, c.allocationSize)
+	body.WriteString(adoptResolve)
+	if up {
+		body.WriteString(adoptUp)
+	} else {
+		body.WriteString(adoptDown)
+	}
+	// The body is dollar-quoted; choose a tag that no name inside it can end early.
+	tag := "$" + adoptionDollarQuoteID + "$"
+	for i := 1; strings.Contains(body.String(), tag); i++ {
+		tag = "$" + adoptionDollarQuoteID + strconv.Itoa(i) + "$"
+	}
+	return "DO " + tag + body.String() + tag
+}
+
+const adoptDeclare = `
+DECLARE
+	tbl    regclass := %s;
+	col    name     := %s;
+	named  text     := %s;
+	size   bigint   := %d;
+	num    smallint;
+	typ    regtype;
+	ident  "char";
+	own    regclass;
+	seq    regclass;
+	n      bigint;
+	incr   bigint;
+	start  bigint;
+	maxv   bigint;
+	last   bigint;
+	max_id bigint;
+	target bigint;
+BEGIN
+`
+
+// adoptResolve finds the column and its sequence, and checks them, before anything changes.
+const adoptResolve = `	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION USING ERRCODE = 'SR002',
+			MESSAGE = format('seqrepo: changing the sequence of %s.%I needs a READ COMMITTED transaction, not %s', tbl, col, current_setting('transaction_isolation')),
+			HINT = 'A later snapshot could miss rows committed while the statement waited for its lock.';
+	END IF;
+	SELECT a.attnum, a.atttypid::regtype, a.attidentity INTO num, typ, ident
+	FROM pg_attribute AS a
+	WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+			MESSAGE = format('seqrepo: column %I of %s does not exist', col, tbl);
+	END IF;
+	IF typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+		RAISE EXCEPTION USING ERRCODE = 'SR002',
+			MESSAGE = format('seqrepo: column %I of %s is %s; a key from a sequence is bigint (or integer, smallint)', col, tbl, typ);
+	END IF;
+	own := pg_get_serial_sequence(tbl::text, col)::regclass;
+	IF named IS NOT NULL THEN
+		seq := named::regclass;
+		IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = seq) <> 'S' THEN
+			RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+				MESSAGE = format('seqrepo: %s is not a sequence', seq);
+		END IF;
+	ELSIF own IS NOT NULL THEN
+		seq := own; -- identity or serial
+	ELSE
+		-- A free-standing sequence: the one the column's DEFAULT nextval(...) depends on.
+		SELECT count(DISTINCT d.refobjid), min(d.refobjid)::regclass INTO n, seq
+		FROM pg_attrdef AS ad
+		JOIN pg_depend AS d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+			AND d.refclassid = 'pg_class'::regclass
+		JOIN pg_class AS c ON c.oid = d.refobjid AND c.relkind = 'S'
+		WHERE ad.adrelid = tbl AND ad.adnum = num;
+		IF n > 1 THEN
+			RAISE EXCEPTION USING ERRCODE = 'SR001',
+				MESSAGE = format('seqrepo: the DEFAULT of column %I of %s uses %s sequences', col, tbl, n),
+				HINT = 'Name the one to adopt (migrations.WithSequence).';
+		END IF;
+	END IF;
+	IF seq IS NULL THEN
+		RAISE EXCEPTION USING ERRCODE = 'SR001',
+			MESSAGE = format('seqrepo: column %I of %s has no sequence: it is not an identity or serial column, and its DEFAULT does not call nextval', col, tbl),
+			HINT = 'Name the sequence (migrations.WithSequence), or create one.';
+	END IF;
+	SELECT s.seqincrement, s.seqstart, s.seqmax INTO incr, start, maxv
+	FROM pg_sequence AS s WHERE s.seqrelid = seq;
+	IF incr < 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'SR002',
+			MESSAGE = format('seqrepo: sequence %s of %s.%I descends (INCREMENT %s); blocks need an ascending sequence', seq, tbl, col, incr);
+	END IF;
+`
+
+// adoptUp locks the table first, in the mode the ALTER needs, so that no lock is upgraded
+// (an upgrade can deadlock with a writer); the ALTER then holds the sequence against
+// nextval until commit, so max(key) and last_value cannot move before setval.
+const adoptUp = `	IF ident = 'a' AND seq = own THEN
+		RAISE EXCEPTION USING ERRCODE = 'SR002',
+			MESSAGE = format('seqrepo: column %I of %s is GENERATED ALWAYS AS IDENTITY, which rejects client-assigned keys', col, tbl),
+			HINT = format('First: ALTER TABLE %s ALTER COLUMN %I SET GENERATED BY DEFAULT', tbl, col);
+	END IF;
+	IF ident <> '' AND seq = own THEN
+		EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET INCREMENT BY %s', tbl, col, size);
+	ELSE
+		EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+		EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s', seq, size);
+	END IF;
+	EXECUTE format('SELECT max(%I) FROM %s', col, tbl) INTO max_id;
+	last := pg_sequence_last_value(seq); -- NULL until the first nextval
+	-- Keys above everything the sequence handed out were inserted explicitly: move past them.
+	-- The next nextval is then max_id + size, a block above every key under pooled-lo and pooled.
+	IF max_id > last OR (last IS NULL AND max_id >= start) THEN
+		PERFORM setval(seq, max_id);
+	END IF;
+END
+`
+
+// adoptDown mirrors adoptUp with INCREMENT 1. Under INCREMENT size the last nextval v
+// reserved v..v+size-1 (pooled-lo), which a writer may still be filling.
+const adoptDown = `	IF ident <> '' AND seq = own THEN
+		EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET INCREMENT BY 1', tbl, col);
+	ELSE
+		EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+		EXECUTE format('ALTER SEQUENCE %s INCREMENT BY 1', seq);
+	END IF;
+	EXECUTE format('SELECT max(%I) FROM %s', col, tbl) INTO max_id;
+	last := pg_sequence_last_value(seq);
+	-- Past max(key) and past the end of the last block reserved, whichever is later.
+	target := greatest(max_id, CASE WHEN last > maxv - (size - 1) THEN maxv ELSE last + (size - 1) END);
+	IF target > last OR (last IS NULL AND target >= start) THEN
+		PERFORM setval(seq, target);
+	END IF;
+END
+`
