@@ -1,0 +1,64 @@
+package repo
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+)
+
+// ErrNotFound is returned (wrapped, with the model and key) by Get, Update and Delete
+// when no row has the key. It wraps gorm.ErrRecordNotFound, so errors.Is matches
+// either, the way pgx's ErrNoRows matches sql.ErrNoRows.
+var ErrNotFound error = notFoundError{}
+
+type notFoundError struct{}
+
+func (notFoundError) Error() string { return "repo: record not found" }
+func (notFoundError) Unwrap() error { return gorm.ErrRecordNotFound }
+
+// ErrNoPlugin is returned by New when the *gorm.DB has no seqrepo Plugin registered:
+// call db.Use(repo.NewPlugin()) first.
+var ErrNoPlugin = errors.New("repo: seqrepo plugin not registered on this *gorm.DB (db.Use(repo.NewPlugin()))")
+
+// DuplicateKeyError reports a unique-constraint violation (SQLSTATE 23505) from any write
+// method. errors.As finds it; Unwrap returns the driver's *pgconn.PgError, and errors.Is
+// also matches gorm.ErrDuplicatedKey.
+type DuplicateKeyError struct {
+	Constraint string // the violated constraint or unique index, e.g. "authors_email_key"
+	Table      string
+	Detail     string // PostgreSQL's detail: "Key (email)=(a@example.com) already exists."
+	Err        *pgconn.PgError
+}
+
+func (e *DuplicateKeyError) Error() string {
+	msg := fmt.Sprintf("repo: duplicate key in %s violates unique constraint %q", e.Table, e.Constraint)
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Unwrap returns the *pgconn.PgError.
+func (e *DuplicateKeyError) Unwrap() error { return e.Err }
+
+// Is reports whether target is gorm.ErrDuplicatedKey.
+func (e *DuplicateKeyError) Is(target error) bool { return target == gorm.ErrDuplicatedKey }
+
+// translate turns a unique violation into a *DuplicateKeyError and leaves every other
+// error, idgen's included, as it is.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var dup *DuplicateKeyError
+	if errors.As(err, &dup) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return &DuplicateKeyError{Constraint: pgErr.ConstraintName, Table: pgErr.TableName, Detail: pgErr.Detail, Err: pgErr}
+	}
+	return err
+}

@@ -1,0 +1,378 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/seqrepo/seqrepo/idgen"
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// pluginName is the name the Plugin registers under in gorm.Config.Plugins.
+const pluginName = "seqrepo"
+
+// callbackName is the create callback the Plugin registers.
+const callbackName = "seqrepo:assign_keys"
+
+// Plugin is a GORM plugin that assigns primary keys on the client, from blocks reserved
+// in PostgreSQL sequences, to every model whose primary key carries an idgen tag:
+//
+//	type Commit struct {
+//		ID int64 `gorm:"primaryKey" idgen:"sequence:commits_id_seq;allocationSize:50"`
+//		...
+//	}
+//
+// Register it once per *gorm.DB with db.Use(repo.NewPlugin()). From then on every create
+// of such a model — db.Create, db.CreateInBatches, CreateBatchSize sessions, db.Save of
+// a row without a key, gorm.G[T], and the rows GORM creates for associations — gets its
+// keys before the INSERT, all keys of one statement from one idgen.Allocator.NextN (at
+// most one round trip per statement). The INSERT names the key column and has no
+// RETURNING for it. A key that is already set (non-zero) is kept.
+//
+// There is one idgen.Allocator per sequence configuration, shared by the whole *gorm.DB
+// and made on first use. Keys are allocated on the statement's own connection: through
+// the shared allocator when the statement runs on the pool (so concurrent statements
+// share one refill), through Allocator.Using when it runs in a transaction or on a
+// *sql.Conn (so a pool whose last connection the transaction holds cannot deadlock).
+// Keys are assigned before GORM's own default transaction begins.
+//
+// A Plugin belongs to the one *gorm.DB it was registered on (and the sessions and
+// transactions derived from it). All its methods are safe for concurrent use.
+type Plugin struct {
+	validate []any // models WithValidation asked Initialize to check
+	optErr   error // the first error an option returned, reported by Initialize
+
+	// Set once by Initialize, before the callback is registered; read-only afterwards.
+	db   *gorm.DB      // a fresh session of the *gorm.DB the plugin is registered on
+	pool idgen.Querier // the pool the shared allocators refill on (unwrapped ConnPool)
+
+	models sync.Map // *schema.Schema → *modelEntry
+
+	mu     sync.Mutex                      // protects allocs; never held across a round trip
+	allocs map[idgen.Config]*allocatorSlot // one per sequence configuration
+}
+
+// modelEntry caches parseModel's answer for one schema: m is nil for an untagged model.
+type modelEntry struct {
+	m   *model
+	err error
+}
+
+// allocatorSlot is one allocator being made or made. done is closed when a and err are set.
+type allocatorSlot struct {
+	done chan struct{}
+	a    *idgen.Allocator
+	err  error
+}
+
+// PluginOption configures a Plugin. Options are applied by NewPlugin; an option's error
+// is returned by Initialize (that is, by db.Use).
+type PluginOption func(*Plugin) error
+
+// WithValidation makes Initialize check, before the plugin is registered, the sequence of
+// every given model (a struct value or pointer, e.g. &models.Commit{}) the way Validate
+// does, so that db.Use fails at startup, listing every problem at once, instead of the
+// first write failing later. The check runs with context.Background(); use Validate to
+// bound it with a context.
+func WithValidation(models ...any) PluginOption {
+	return func(p *Plugin) error {
+		p.validate = append(p.validate, models...)
+		return nil
+	}
+}
+
+// NewPlugin returns a Plugin to register with db.Use.
+func NewPlugin(opts ...PluginOption) *Plugin {
+	p := &Plugin{allocs: map[idgen.Config]*allocatorSlot{}}
+	for _, opt := range opts {
+		if err := opt(p); err != nil && p.optErr == nil {
+			p.optErr = err
+		}
+	}
+	return p
+}
+
+// Name returns the name the plugin registers under, "seqrepo". It implements gorm.Plugin.
+func (p *Plugin) Name() string { return pluginName }
+
+// Initialize registers the create callback on db. It implements gorm.Plugin: call it
+// through db.Use. It returns an error when an option failed, when the plugin is already
+// registered on another *gorm.DB, or when WithValidation found problems (an
+// *idgen.CheckError listing them all, each naming its model).
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	if p.optErr != nil {
+		return p.optErr
+	}
+	if p.db != nil {
+		return errors.New("repo: this Plugin is already registered on a *gorm.DB; make one Plugin per *gorm.DB")
+	}
+	p.db = db.Session(&gorm.Session{NewDB: true})
+	p.pool = unwrapPool(db.ConnPool)
+	if len(p.validate) > 0 {
+		if err := p.Validate(context.Background(), p.validate...); err != nil {
+			return err
+		}
+	}
+	// First of all create callbacks: keys are known to BeforeCreate hooks and to the
+	// associations, and are allocated before GORM begins its default transaction.
+	return db.Callback().Create().Before("*").Register(callbackName, p.assignKeys)
+}
+
+// Validate checks the sequence of every given model the way idgen.New does — the model's
+// idgen tag parses, is on its only, integer primary key, and names an existing, NO CYCLE
+// sequence whose INCREMENT equals the allocation size and that can still reserve a
+// block — and reports every problem at once as an *idgen.CheckError whose problems name
+// their models; errors.Is finds idgen's sentinels (idgen.ErrIncrementMismatch, …) in it.
+// A model without an idgen tag is a problem too. Validate returns nil when all are sound.
+//
+// ctx bounds the checks. Validate must be called after Initialize.
+func (p *Plugin) Validate(ctx context.Context, models ...any) error {
+	if p.db == nil {
+		return errors.New("repo: Plugin.Validate called before the plugin was registered with db.Use")
+	}
+	var problems []error
+	for _, v := range models {
+		m, err := p.modelOf(v)
+		if err == nil && m == nil {
+			err = fmt.Errorf("repo: model %T: primary key has no %s tag", v, idgen.TagKey)
+		}
+		if err == nil {
+			if err = idgen.CheckOne(ctx, p.pool, m.cfg); err != nil {
+				err = fmt.Errorf("model %s (table %s, key %s): %w", m.name(), m.schema.Table, m.key.DBName, err)
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			problems = append(problems, err)
+		}
+	}
+	if len(problems) > 0 {
+		return &idgen.CheckError{Problems: problems}
+	}
+	return nil
+}
+
+// Allocator returns the shared allocator for model's sequence (model is a struct value
+// or pointer of a tagged model), making it on first use; ctx bounds that. Use it to read
+// Stats or to reserve keys by hand; it refills on the pool, so inside a transaction call
+// Using(tx) on it.
+func (p *Plugin) Allocator(ctx context.Context, model any) (*idgen.Allocator, error) {
+	if p.db == nil {
+		return nil, errors.New("repo: Plugin.Allocator called before the plugin was registered with db.Use")
+	}
+	m, err := p.modelOf(model)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("repo: model %T: primary key has no %s tag", model, idgen.TagKey)
+	}
+	return p.allocator(ctx, m.cfg, p.pool)
+}
+
+// modelOf parses value's schema and returns its model (nil when untagged).
+func (p *Plugin) modelOf(value any) (*model, error) {
+	s, err := parseSchema(p.db, value)
+	if err != nil {
+		return nil, err
+	}
+	return p.model(s)
+}
+
+// model returns the cached model of s, nil for an untagged schema.
+func (p *Plugin) model(s *schema.Schema) (*model, error) {
+	if e, ok := p.models.Load(s); ok {
+		e := e.(*modelEntry)
+		return e.m, e.err
+	}
+	m, err := parseModel(s)
+	e, _ := p.models.LoadOrStore(s, &modelEntry{m: m, err: err})
+	return e.(*modelEntry).m, e.(*modelEntry).err
+}
+
+// assignKeys is the create callback: it gives every row of a tagged model that has no
+// key one, all from one NextN, and points the statement at the model's create schema.
+func (p *Plugin) assignKeys(db *gorm.DB) {
+	stmt := db.Statement
+	if db.Error != nil || stmt.Schema == nil {
+		return
+	}
+	m, err := p.model(stmt.Schema)
+	if err != nil {
+		db.AddError(err)
+		return
+	}
+	if m == nil {
+		return
+	}
+	stmt.Schema = m.create
+	if err := p.assign(stmt.Context, m, stmt.ConnPool, stmt.ReflectValue); err != nil {
+		db.AddError(err)
+	}
+}
+
+// assign gives every row in rv (a struct, a slice or array of structs or pointers, or a
+// map or slice of maps as GORM accepts them) whose key is zero a new key from one NextN
+// on pool's allocator. It returns idgen's errors unchanged.
+func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv reflect.Value) error {
+	var setters []func(int64) error
+	add := func(v reflect.Value) {
+		v = reflect.Indirect(v)
+		switch v.Kind() {
+		case reflect.Struct:
+			if _, zero := m.key.ValueOf(ctx, v); zero {
+				setters = append(setters, func(k int64) error { return m.key.Set(ctx, v, k) })
+			}
+		case reflect.Map:
+			if mv, ok := v.Interface().(map[string]any); ok && mapKeyZero(mv, m.key) {
+				setters = append(setters, func(k int64) error { mv[m.key.DBName] = k; return nil })
+			}
+		}
+	}
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < rv.Len(); i++ {
+			add(rv.Index(i))
+		}
+	default:
+		add(rv)
+	}
+	if len(setters) == 0 {
+		return nil
+	}
+	keys, err := p.next(ctx, m, pool, len(setters))
+	if err != nil {
+		return err
+	}
+	for i, set := range setters {
+		if err := set(keys[i]); err != nil {
+			return fmt.Errorf("repo: set key of %s: %w", m.name(), err)
+		}
+	}
+	return nil
+}
+
+// mapKeyZero reports whether a map row names no key, by field or column name, or a zero one.
+func mapKeyZero(row map[string]any, key *schema.Field) bool {
+	for _, name := range []string{key.DBName, key.Name} {
+		if v, ok := row[name]; ok && v != nil {
+			return reflect.ValueOf(v).IsZero()
+		}
+	}
+	return true
+}
+
+// next returns n new keys for m, allocated on pool: through the shared allocator when
+// pool is the plugin's own pool, else through Allocator.Using(pool).
+func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) ([]int64, error) {
+	q := p.querier(pool)
+	a, err := p.allocator(ctx, m.cfg, q)
+	if err != nil {
+		return nil, err
+	}
+	if !samePool(q, p.pool) {
+		a = a.Using(q)
+	}
+	return a.NextN(ctx, n)
+}
+
+// querier returns the Querier a statement on pool should allocate through: pool without
+// GORM's prepared-statement wrappers.
+func (p *Plugin) querier(pool gorm.ConnPool) idgen.Querier {
+	if pool == nil {
+		return p.pool
+	}
+	return unwrapPool(pool)
+}
+
+// unwrapPool strips GORM's prepared-statement wrappers: allocation queries gain nothing
+// from being prepared, and the shared allocator is recognised by its plain pool.
+func unwrapPool(pool gorm.ConnPool) gorm.ConnPool {
+	for {
+		switch p := pool.(type) {
+		case *gorm.PreparedStmtDB:
+			pool = p.ConnPool
+		case *gorm.PreparedStmtTX:
+			pool = p.Tx
+		default:
+			return pool
+		}
+	}
+}
+
+// allocator returns the shared allocator for cfg, making it on first use. Concurrent
+// first users wait for one idgen.New; if it fails because its caller's context ended,
+// the next waiter tries again, else they all get its error (and a later call retries).
+//
+// q is the connection the caller is on. idgen.New checks the sequence with a query on
+// the Querier it is given, and the allocator then refills through that Querier, which
+// must be the pool. When q is a transaction or connection the caller holds, the pool may
+// have no connection left for the check (a one-connection pool), so the check is routed
+// to q: only New's own query sees the routing context.
+func (p *Plugin) allocator(ctx context.Context, cfg idgen.Config, q idgen.Querier) (*idgen.Allocator, error) {
+	for {
+		p.mu.Lock()
+		slot := p.allocs[cfg]
+		if slot == nil {
+			slot = &allocatorSlot{done: make(chan struct{})}
+			p.allocs[cfg] = slot
+			p.mu.Unlock()
+			checkCtx := ctx
+			if !samePool(q, p.pool) {
+				checkCtx = context.WithValue(ctx, checkOnKey{}, q)
+			}
+			slot.a, slot.err = idgen.New(checkCtx, poolQuerier{p.pool}, cfg)
+			if slot.err != nil {
+				p.mu.Lock()
+				delete(p.allocs, cfg)
+				p.mu.Unlock()
+			}
+			close(slot.done)
+			return slot.a, slot.err
+		}
+		p.mu.Unlock()
+		select {
+		case <-slot.done:
+			if slot.err == nil {
+				return slot.a, nil
+			}
+			if !errors.Is(slot.err, context.Canceled) && !errors.Is(slot.err, context.DeadlineExceeded) {
+				return nil, slot.err
+			}
+			// The maker gave up; try again ourselves.
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// samePool reports whether a and b are the same connection pool, transaction or connection.
+func samePool(a, b idgen.Querier) bool {
+	if a == nil || b == nil || !reflect.TypeOf(a).Comparable() || !reflect.TypeOf(b).Comparable() {
+		return a == nil && b == nil
+	}
+	return a == b
+}
+
+// checkOnKey marks the context of idgen.New's check with the Querier it must run on.
+type checkOnKey struct{}
+
+// poolQuerier is the Querier shared allocators are made with: it queries the pool,
+// except for a query whose context carries a checkOnKey Querier.
+type poolQuerier struct{ pool idgen.Querier }
+
+func (q poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if on, ok := ctx.Value(checkOnKey{}).(idgen.Querier); ok {
+		return on.QueryContext(ctx, query, args...)
+	}
+	return q.pool.QueryContext(ctx, query, args...)
+}
+
+var _ gorm.Plugin = (*Plugin)(nil)

@@ -1,0 +1,82 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// InTx runs fn in a database transaction on one connection that InTx holds for the whole
+// call, and commits when fn returns nil, else rolls back (also when fn panics). Pass tx
+// to Repository.WithTx to run repository calls in the transaction; use tx itself for
+// anything else GORM does.
+//
+// Unlike db.Transaction, InTx keeps the transaction's *sql.Conn within reach, so that
+// Copy and Upsert on a repository bound to tx write with PostgreSQL COPY on the same
+// connection, inside the open transaction (database/sql's *sql.Tx offers no way to reach
+// the driver connection). Inside a plain db.Transaction those methods still run in the
+// caller's transaction, with multi-row INSERTs instead of COPY.
+//
+// When db is already in a transaction (tx from InTx or db.Transaction), InTx runs fn in
+// a nested transaction, a savepoint, as db.Transaction does, and opts are ignored; when
+// db is bound to a *sql.Conn (db.Connection), the transaction begins on that connection.
+//
+// ctx is the context of the transaction: cancelling it rolls the transaction back.
+// Conditions chained on db (Where, Order, …) are not carried into tx. InTx is safe for
+// concurrent use; tx, like any GORM transaction, is for one goroutine at a time.
+func InTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error, opts ...*sql.TxOptions) error {
+	db = db.Session(&gorm.Session{NewDB: true, Context: ctx})
+	switch pool := unwrapPool(db.Statement.ConnPool).(type) {
+	case gorm.TxCommitter:
+		return db.Transaction(fn)
+	case *sql.Conn:
+		return beginOn(db, pool, fn, opts)
+	default:
+		return db.Connection(func(c *gorm.DB) error {
+			conn, ok := c.Statement.ConnPool.(*sql.Conn)
+			if !ok { // not database/sql underneath: a transaction without COPY
+				return c.Transaction(fn, opts...)
+			}
+			return beginOn(c, conn, fn, opts)
+		})
+	}
+}
+
+// beginOn runs fn in a transaction begun on conn, registered in txConns while fn runs.
+func beginOn(db *gorm.DB, conn *sql.Conn, fn func(tx *gorm.DB) error, opts []*sql.TxOptions) error {
+	return db.Transaction(func(tx *gorm.DB) error {
+		if sqlTx, ok := unwrapPool(tx.Statement.ConnPool).(*sql.Tx); ok {
+			txConns.Store(sqlTx, conn)
+			defer txConns.Delete(sqlTx)
+		}
+		return fn(tx)
+	}, opts...)
+}
+
+// txConns maps each *sql.Tx that InTx has open to the *sql.Conn it runs on, so that any
+// *gorm.DB in that transaction — however it was derived: sessions, WithContext, nested
+// transactions, prepared-statement mode — leads back to the connection. An entry lives
+// exactly as long as its InTx call. It is state internal to the package, not a handle.
+var txConns sync.Map // *sql.Tx → *sql.Conn
+
+// connOf returns the *sql.Conn under pool when one can be reached: pool is a transaction
+// that InTx began, or a *sql.Conn. It returns nil otherwise.
+func connOf(pool gorm.ConnPool) *sql.Conn {
+	switch p := unwrapPool(pool).(type) {
+	case *sql.Tx:
+		if c, ok := txConns.Load(p); ok {
+			return c.(*sql.Conn)
+		}
+	case *sql.Conn:
+		return p
+	}
+	return nil
+}
+
+// inTransaction reports whether pool is a transaction.
+func inTransaction(pool gorm.ConnPool) bool {
+	_, ok := unwrapPool(pool).(gorm.TxCommitter)
+	return ok
+}
