@@ -75,7 +75,8 @@ type Adoption struct {
 	up, down, file string
 }
 
-// AdoptOption configures NewAdoption and Adopt.
+// AdoptOption configures NewAdoption and Adopt; NewAdoption checks the names it sets. Options
+// are pure functions, safe for concurrent use.
 type AdoptOption func(*adoptConfig)
 
 type adoptConfig struct {
@@ -146,7 +147,9 @@ func NewAdoption(table, column string, allocationSize int, opts ...AdoptOption) 
 }
 
 // Adopt runs NewAdoption(table, column, allocationSize, opts...).Up in tx: the one-line form
-// for a goose Go migration's up function.
+// for a goose Go migration's up function. Invalid arguments are reported (ErrInvalidAdoption)
+// before tx is used. Like any use of a *sql.Tx, it must not run concurrently with other
+// statements on the same tx.
 func Adopt(ctx context.Context, tx *sql.Tx, table, column string, allocationSize int, opts ...AdoptOption) error {
 	a, err := NewAdoption(table, column, allocationSize, opts...)
 	if err != nil {

@@ -397,3 +397,13 @@ func TestModelsMatchSchema(t *testing.T) {
 		assert.True(t, same, "%s: tag sequence %s is the key's identity sequence", s.Name, cfg.Sequence)
 	}
 }
+
+// TestUpOneConnection checks that Up needs no second connection while it holds the lock
+// (the SQL migrations run on the locked one).
+func TestUpOneConnection(t *testing.T) {
+	t.Parallel()
+	db := freshDB(t)
+	db.SetMaxOpenConns(1)
+	require.NoError(t, migrations.Up(t.Context(), db))
+	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+}

@@ -115,11 +115,13 @@ func collectTagged(t reflect.Type, path []string, out *[]reflect.StructField) {
 }
 
 // ValidationError is every problem Validate found, one per model, in the order the models
-// were given. errors.Is and errors.As see each problem.
+// were given. errors.Is and errors.As see each problem. Like ModelError it is a plain value:
+// safe to read from many goroutines, not to modify while others read it.
 type ValidationError struct {
 	Problems []*ModelError
 }
 
+// Error lists every problem, one per line.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "migrations: models not ready for seqrepo (%d problems):", len(e.Problems))
@@ -147,6 +149,9 @@ type ModelError struct {
 	Err      error  // an idgen error, or one matching ErrNoTag
 }
 
+// Error names the model, its key field and sequence, then the problem, as in
+// "models.Commit.ID (sequence commits_id_seq): idgen: sequence commits_id_seq has INCREMENT 1
+// but AllocationSize is 50; …".
 func (e *ModelError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Model)
