@@ -173,6 +173,22 @@ func (r *recorder) Trace(_ context.Context, _ time.Time, fc func() (string, int6
 	r.mu.Unlock()
 }
 
+// recordCreates records the SQL of every create statement on db, without its parameters,
+// from a callback after GORM's create.
+func recordCreates(t testing.TB, db *gorm.DB) *recorder {
+	t.Helper()
+	rec := &recorder{}
+	err := db.Callback().Create().After("gorm:create").Register("test:record", func(tx *gorm.DB) {
+		rec.mu.Lock()
+		rec.sql = append(rec.sql, tx.Statement.SQL.String())
+		rec.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
 // take returns the statements recorded since the last take that start with prefix.
 func (r *recorder) take(prefix string) []string {
 	r.mu.Lock()

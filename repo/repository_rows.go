@@ -1,0 +1,315 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// This file holds what Copy, CopySeq and Upsert share: turning rows into column values
+// the way GORM's INSERT does, COPY through the pgx connection under database/sql, and
+// INSERT … SELECT FROM unnest(…), which needs one bind parameter per column, not per
+// value, and serves where COPY cannot be reached.
+
+// prepare fills in what GORM's create would before the INSERT — a zero field with a
+// default: value gets it, a zero autoCreateTime/autoUpdateTime field gets the time —
+// in the caller's rows, and returns the columns to write: every creatable column, except
+// a column whose default the database supplies (default:now(), say) when it is zero in
+// every row. COPY cannot ask for the default of a single row, so such a column that is
+// set in some rows is written as given in all of them. Columns in force are always
+// written.
+func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema.Field]bool) []*schema.Field {
+	now := r.db.NowFunc()
+	set := make([]bool, len(r.m.columns))
+	for i := range rows {
+		rv := reflect.ValueOf(&rows[i]).Elem()
+		for ci, f := range r.m.columns {
+			if f == r.m.create.PrioritizedPrimaryField {
+				continue
+			}
+			if _, zero := f.ValueOf(ctx, rv); zero {
+				switch {
+				case f.DefaultValueInterface != nil:
+					_ = f.Set(ctx, rv, f.DefaultValueInterface)
+				case f.AutoCreateTime > 0 || f.AutoUpdateTime > 0:
+					_ = f.Set(ctx, rv, now)
+				default:
+					continue
+				}
+			}
+			set[ci] = true
+		}
+	}
+	fields := make([]*schema.Field, 0, len(r.m.columns))
+	for ci, f := range r.m.columns {
+		dbDefault := f.HasDefaultValue && f.DefaultValueInterface == nil
+		if !dbDefault || set[ci] || force[f] {
+			fields = append(fields, f)
+		}
+	}
+	return fields
+}
+
+// names returns the column names of fields.
+func names(fields []*schema.Field) []string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = f.DBName
+	}
+	return out
+}
+
+// rowSource feeds rows[idx] (all rows when idx is nil) to pgx's CopyFrom, one []any of
+// field values per row, reused; with ord, each row ends with its 1-based position.
+type rowSource[T any] struct {
+	ctx    context.Context
+	rows   []T
+	idx    []int
+	fields []*schema.Field
+	ord    bool
+	k      int
+	vals   []any
+}
+
+func (s *rowSource[T]) len() int {
+	if s.idx != nil {
+		return len(s.idx)
+	}
+	return len(s.rows)
+}
+
+func (s *rowSource[T]) Next() bool { s.k++; return s.k <= s.len() }
+
+func (s *rowSource[T]) Values() ([]any, error) {
+	i := s.k - 1
+	if s.idx != nil {
+		i = s.idx[i]
+	}
+	rv := reflect.ValueOf(&s.rows[i]).Elem()
+	for j, f := range s.fields {
+		s.vals[j], _ = f.ValueOf(s.ctx, rv)
+	}
+	if s.ord {
+		s.vals[len(s.fields)] = int64(s.k)
+	}
+	return s.vals, nil
+}
+
+func (s *rowSource[T]) Err() error { return nil }
+
+var _ pgx.CopyFromSource = (*rowSource[struct{}])(nil)
+
+// copyRows writes rows with COPY on conn, which must be in a transaction the caller
+// controls.
+func (r *Repository[T]) copyRows(ctx context.Context, conn *sql.Conn, fields []*schema.Field, rows []T) error {
+	src := &rowSource[T]{ctx: ctx, rows: rows, fields: fields, vals: make([]any, len(fields))}
+	return r.copyFrom(ctx, conn, r.m.tableIdent(), names(fields), src)
+}
+
+// copyFrom runs pgx's CopyFrom on the driver connection under conn (pgx's stdlib
+// driver, the one gorm.io/driver/postgres uses). Nothing else may use conn meanwhile:
+// database/sql holds the connection's lock while the COPY runs.
+func (r *Repository[T]) copyFrom(ctx context.Context, conn *sql.Conn, table pgx.Identifier, cols []string, src pgx.CopyFromSource) error {
+	begin := time.Now()
+	var n int64
+	err := conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("repo: COPY needs the pgx stdlib driver, the connection is a %T", dc)
+		}
+		var err error
+		n, err = sc.Conn().CopyFrom(ctx, table, cols, src)
+		return err
+	})
+	r.trace(ctx, begin, func() (string, int64) {
+		quoted := make([]string, len(cols))
+		for i, c := range cols {
+			quoted[i] = quote(c)
+		}
+		return fmt.Sprintf("COPY %s (%s) FROM STDIN", table.Sanitize(), strings.Join(quoted, ", ")), n
+	}, err)
+	return err
+}
+
+// insertRows writes rows[idx] (all rows when idx is nil) with one INSERT … SELECT FROM
+// unnest(…) on pool, the statement's connection.
+func (r *Repository[T]) insertRows(ctx context.Context, pool gorm.ConnPool, types map[string]string, fields []*schema.Field, rows []T) error {
+	sel, err := unnestSelect(types, fields, "")
+	if err != nil {
+		return err
+	}
+	query := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r.m.tableIdent().Sanitize(), quoteNames(fields), aliases(len(fields)), sel)
+	args := columnArrays(ctx, rows, nil, fields)
+	_, err = r.exec(ctx, pool, query, args...)
+	return err
+}
+
+// columnArrays returns one []any per field, holding the field's value in each row of
+// rows[idx] (each row when idx is nil).
+func columnArrays[T any](ctx context.Context, rows []T, idx []int, fields []*schema.Field) []any {
+	n := len(rows)
+	if idx != nil {
+		n = len(idx)
+	}
+	cols := make([][]any, len(fields))
+	for j := range cols {
+		cols[j] = make([]any, n)
+	}
+	for k := 0; k < n; k++ {
+		i := k
+		if idx != nil {
+			i = idx[k]
+		}
+		rv := reflect.ValueOf(&rows[i]).Elem()
+		for j, f := range fields {
+			cols[j][k], _ = f.ValueOf(ctx, rv)
+		}
+	}
+	args := make([]any, len(cols))
+	for j := range cols {
+		args[j] = cols[j]
+	}
+	return args
+}
+
+// unnestSelect returns `unnest($1::t1[], …) WITH ORDINALITY AS u(c0, …, n)` for
+// fields, numbering parameters from 1; the ordinality column n is 1-based. alias names
+// the relation ("u" when empty).
+func unnestSelect(types map[string]string, fields []*schema.Field, alias string) (string, error) {
+	if alias == "" {
+		alias = "u"
+	}
+	var b strings.Builder
+	b.WriteString("unnest(")
+	for j, f := range fields {
+		typ, ok := types[f.DBName]
+		if !ok {
+			return "", fmt.Errorf("repo: column %q of %s is not in the table", f.DBName, f.Schema.Table)
+		}
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d::%s[]", j+1, typ)
+	}
+	fmt.Fprintf(&b, ") WITH ORDINALITY AS %s(%s, n)", alias, aliases(len(fields)))
+	return b.String(), nil
+}
+
+// aliases returns "c0, c1, …" for n columns.
+func aliases(n int) string {
+	var b strings.Builder
+	for j := 0; j < n; j++ {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("c" + strconv.Itoa(j))
+	}
+	return b.String()
+}
+
+// quoteNames returns the quoted, comma-separated column names of fields.
+func quoteNames(fields []*schema.Field) string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = quote(f.DBName)
+	}
+	return strings.Join(out, ", ")
+}
+
+func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// tableIdent returns the model's table as a pgx identifier: GORM table names may be
+// schema-qualified with a dot.
+func (m *model) tableIdent() pgx.Identifier {
+	return pgx.Identifier(strings.Split(m.schema.Table, "."))
+}
+
+// exec runs query on pool without GORM's statement building (which would expand the
+// array arguments into lists) and reports it to GORM's logger.
+func (r *Repository[T]) exec(ctx context.Context, pool gorm.ConnPool, query string, args ...any) (int64, error) {
+	begin := time.Now()
+	res, err := unwrapPool(pool).ExecContext(ctx, query, args...)
+	var n int64
+	if err == nil {
+		n, _ = res.RowsAffected()
+	}
+	r.trace(ctx, begin, func() (string, int64) { return query, n }, err)
+	return n, err
+}
+
+// query runs query on pool like exec and calls scan for every row.
+func (r *Repository[T]) query(ctx context.Context, pool gorm.ConnPool, scan func(*sql.Rows) error, query string, args ...any) error {
+	begin := time.Now()
+	var n int64
+	err := func() error {
+		rows, err := unwrapPool(pool).QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			n++
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}()
+	r.trace(ctx, begin, func() (string, int64) { return query, n }, err)
+	return err
+}
+
+// trace reports a statement to GORM's logger, as GORM does for its own.
+func (r *Repository[T]) trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if r.db.Logger != nil {
+		r.db.Logger.Trace(ctx, begin, fc, err)
+	}
+}
+
+// tableInfo is what Copy and Upsert learn about the model's table from the catalog,
+// once per Repository (and its WithTx copies).
+type tableInfo struct {
+	mu    sync.Mutex        // protects types; never held across the catalog query
+	types map[string]string // column name → SQL type, as format_type writes it
+}
+
+// columnTypes returns the SQL type of every column of the model's table, read from the
+// catalog on pool the first time. Concurrent first callers may each read it.
+func (r *Repository[T]) columnTypes(ctx context.Context, pool gorm.ConnPool) (map[string]string, error) {
+	t := r.table
+	t.mu.Lock()
+	types := t.types
+	t.mu.Unlock()
+	if types != nil {
+		return types, nil
+	}
+	types = map[string]string{}
+	err := r.query(ctx, pool, func(rows *sql.Rows) error {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return err
+		}
+		types[name] = typ
+		return nil
+	}, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped`, r.m.tableIdent().Sanitize())
+	if err != nil {
+		return nil, fmt.Errorf("repo: read the columns of %s: %w", r.m.schema.Table, err)
+	}
+	t.mu.Lock()
+	t.types = types
+	t.mu.Unlock()
+	return types, nil
+}
