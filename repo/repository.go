@@ -19,7 +19,7 @@ import (
 const maxBindParams = 65535
 
 // DefaultBatchSize is the number of rows per statement or COPY that CreateAll, CopySeq
-// use unless WithBatchSize says otherwise. CreateAll lowers it further for
+// and Upsert use unless WithBatchSize says otherwise. CreateAll lowers it further for
 // wide models to stay within PostgreSQL's 65,535 bind parameters.
 const DefaultBatchSize = 5000
 
@@ -41,6 +41,8 @@ type Repository[T any] struct {
 	m      *model
 	batch  int
 	table  *tableInfo // shared with every WithTx copy
+	// upsertVia is how Upsert reads its input; only the benchmarks change it.
+	upsertVia upsertMethod
 }
 
 // Option configures New. An invalid option makes New return an error.
@@ -50,8 +52,8 @@ type options struct {
 	batchSize int
 }
 
-// WithBatchSize sets the number of rows per statement or COPY for CreateAll and CopySeq
-// (default DefaultBatchSize). n must be at least 1. CreateAll may use fewer
+// WithBatchSize sets the number of rows per statement or COPY for CreateAll, CopySeq
+// and Upsert (default DefaultBatchSize). n must be at least 1. CreateAll may use fewer
 // rows per statement, to stay within PostgreSQL's bind-parameter limit.
 func WithBatchSize(n int) Option {
 	return func(o *options) error {

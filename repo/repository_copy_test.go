@@ -255,6 +255,15 @@ func TestRepositoryOneConnection(t *testing.T) {
 		}); err != nil {
 			return fmt.Errorf("CopySeq: %w", err)
 		}
+		d := append(widgets(prefix+"d", 130), a[:10]...) // 10 already there
+		res, err := rt.Upsert(ctx, d, repo.OnConflict{Columns: []string{"code"}})
+		if err != nil {
+			return fmt.Errorf("Upsert: %w", err)
+		}
+		if res.InsertedCount() != 130 || d[130].ID != a[0].ID {
+			return fmt.Errorf("Upsert: %d inserted, key %d for %d", res.InsertedCount(), d[130].ID, a[0].ID)
+		}
+		d = d[:130]
 		e := Widget{Code: prefix + "e", Name: "one"}
 		if err := rt.Save(ctx, &e); err != nil {
 			return fmt.Errorf("Save: %w", err)
@@ -262,6 +271,7 @@ func TestRepositoryOneConnection(t *testing.T) {
 		all = append(all, a...)
 		all = append(all, b...)
 		all = append(all, c...)
+		all = append(all, d...)
 		all = append(all, e)
 		return nil
 	}
