@@ -24,7 +24,8 @@ var ErrNoPlugin = errors.New("repo: seqrepo plugin not registered on this *gorm.
 
 // DuplicateKeyError reports a unique-constraint violation (SQLSTATE 23505) from any write
 // method. errors.As finds it; Unwrap returns the driver's *pgconn.PgError, and errors.Is
-// also matches gorm.ErrDuplicatedKey.
+// also matches gorm.ErrDuplicatedKey. Like any error value it is not changed after it is
+// returned, so it may be shared between goroutines.
 type DuplicateKeyError struct {
 	Constraint string // the violated constraint or unique index, e.g. "authors_email_key"
 	Table      string

@@ -115,6 +115,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	p.pool = unwrapPool(db.ConnPool)
 	if len(p.validate) > 0 {
 		if err := p.Validate(context.Background(), p.validate...); err != nil {
+			p.db, p.pool = nil, nil
 			return err
 		}
 	}

@@ -236,7 +236,7 @@ func (r *Repository[T]) Save(ctx context.Context, row *T) error {
 func (r *Repository[T]) Delete(ctx context.Context, key int64) error {
 	res := r.db.WithContext(ctx).Delete(new(T), r.keyIs(key))
 	if res.Error != nil {
-		return res.Error
+		return translate(res.Error)
 	}
 	if res.RowsAffected == 0 {
 		return fmt.Errorf("repo: Delete %s %d: %w", r.m.name(), key, ErrNotFound)

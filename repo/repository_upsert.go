@@ -13,7 +13,7 @@ import (
 
 // OnConflict says what Upsert does with an input row whose unique key is already in the
 // table. Column names may be given as database columns ("email") or Go field names
-// ("Email").
+// ("Email"). It is a plain value; Upsert does not keep or change it.
 type OnConflict struct {
 	// Columns are the columns of the unique constraint or index that identifies a row,
 	// e.g. {"email"} or {"repository_id", "sha"}. Required; the primary key may not be
@@ -28,7 +28,8 @@ type OnConflict struct {
 	UpdateAll bool
 }
 
-// UpsertResult tells, for each input row of Upsert, whether it was inserted.
+// UpsertResult tells, for each input row of Upsert, whether it was inserted. It is a
+// plain value, owned by the caller.
 type UpsertResult struct {
 	// Inserted[i] is true when rows[i] added its unique key to the table, false when
 	// the key was already there or an earlier input row has the same key.

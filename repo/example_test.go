@@ -1,0 +1,143 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"slices"
+	"time"
+
+	"github.com/seqrepo/seqrepo/models"
+	"github.com/seqrepo/seqrepo/repo"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// openExample opens the examples database with the plugin registered, as a service does
+// at startup.
+func openExample() *gorm.DB {
+	db, err := gorm.Open(postgres.Open(exampleDSN), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Use(repo.NewPlugin()); err != nil {
+		log.Fatal(err)
+	}
+	return db
+}
+
+func ExamplePlugin() {
+	db, err := gorm.Open(postgres.Open(exampleDSN), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Check every model's sequence now, then assign keys before every create.
+	if err := db.Use(repo.NewPlugin(repo.WithValidation(models.All()...))); err != nil {
+		log.Fatal(err)
+	}
+
+	ada := models.Author{Email: "ada@plugin.example", Name: "Ada"}
+	project := models.Repository{Name: "plugin-example", URL: "https://example.com/p.git", Commits: []models.Commit{
+		{SHA: "3f786850e387550fdab836ed7e6dc881de23001b", Message: "first", Author: &ada},
+		{SHA: "89e6c98d92887913cadf06b2adb97f26cde4849b", Message: "second", Author: &ada},
+	}}
+	// One INSERT per table, every key known before it: no RETURNING.
+	if err := db.Create(&project).Error; err != nil {
+		log.Fatal(err)
+	}
+	c := project.Commits[1]
+	fmt.Println(c.ID > 0, c.RepositoryID == project.ID, c.AuthorID == ada.ID)
+	// Output: true true true
+}
+
+func ExampleRepository_CreateAll() {
+	ctx := context.Background()
+	db := openExample()
+	authors, err := repo.New[models.Author](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	rows := []models.Author{
+		{Email: "grace@createall.example", Name: "Grace"},
+		{Email: "linus@createall.example", Name: "Linus"},
+	}
+	// Batched INSERTs in one transaction; the keys are in rows afterwards.
+	if err := authors.CreateAll(ctx, rows); err != nil {
+		log.Fatal(err)
+	}
+	got, err := authors.Get(ctx, rows[1].ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(got.Name)
+	// Output: Linus
+}
+
+func ExampleRepository_Copy() {
+	ctx := context.Background()
+	db := openExample()
+	project := models.Repository{Name: "copy-example", URL: "https://example.com/c.git"}
+	author := models.Author{Email: "ken@copy.example", Name: "Ken"}
+	if err := db.Create(&project).Error; err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Create(&author).Error; err != nil {
+		log.Fatal(err)
+	}
+
+	commits, err := repo.New[models.Commit](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	rows := make([]models.Commit, 10_000)
+	for i := range rows {
+		rows[i] = models.Commit{RepositoryID: project.ID, AuthorID: author.ID,
+			SHA: fmt.Sprintf("%040x", i), Message: "change", AuthoredAt: time.Now(), CommittedAt: time.Now()}
+	}
+	// Keys first, then one COPY.
+	if err := commits.Copy(ctx, rows); err != nil {
+		log.Fatal(err)
+	}
+	last, err := commits.Get(ctx, rows[9_999].ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(last.SHA == rows[9_999].SHA)
+	// Output: true
+}
+
+func ExampleRepository_Upsert() {
+	ctx := context.Background()
+	db := openExample()
+	authors, err := repo.New[models.Author](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := authors.Create(ctx, &models.Author{Email: "barbara@upsert.example", Name: "Barbara"}); err != nil {
+		log.Fatal(err)
+	}
+
+	rows := []models.Author{
+		{Email: "barbara@upsert.example", Name: "Barbara Liskov"}, // already there
+		{Email: "edsger@upsert.example", Name: "Edsger"},
+		{Email: "edsger@upsert.example", Name: "Edsger W. Dijkstra"}, // twice in the input
+	}
+	res, err := authors.Upsert(ctx, rows, repo.OnConflict{Columns: []string{"email"}, Update: []string{"name"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	edsger, err := authors.Get(ctx, rows[1].ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Inserted, rows[1].ID == rows[2].ID, edsger.Name)
+	all, err := authors.GetMany(ctx, []int64{rows[0].ID, rows[1].ID})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(slices.IndexFunc(all, func(a models.Author) bool { return a.Name == "Barbara Liskov" }))
+	// Output:
+	// [false true false] true Edsger W. Dijkstra
+	// 0
+}
