@@ -44,8 +44,9 @@ const callbackName = "seqrepo:assign_keys"
 // A Plugin belongs to the one *gorm.DB it was registered on (and the sessions and
 // transactions derived from it). All its methods are safe for concurrent use.
 type Plugin struct {
-	validate []any // models WithValidation asked Initialize to check
-	optErr   error // the first error an option returned, reported by Initialize
+	validate  []any // models WithValidation asked Initialize to check
+	allocSize int   // WithAllocationSize's override, 0 for the tags' sizes
+	optErr    error // the first error an option returned, reported by Initialize
 
 	// Set once by Initialize, before the callback is registered; read-only afterwards.
 	db   *gorm.DB      // a fresh session of the *gorm.DB the plugin is registered on
@@ -82,6 +83,20 @@ type PluginOption func(*Plugin) error
 func WithValidation(models ...any) PluginOption {
 	return func(p *Plugin) error {
 		p.validate = append(p.validate, models...)
+		return nil
+	}
+}
+
+// WithAllocationSize makes every model use allocation size n instead of its tag's
+// allocationSize, for example to try sizes in a benchmark. Every sequence's INCREMENT
+// must then be n: the check at first use, Validate and every refill compare them. n
+// must be at least 1.
+func WithAllocationSize(n int) PluginOption {
+	return func(p *Plugin) error {
+		if n < 1 {
+			return fmt.Errorf("repo: WithAllocationSize(%d): want 1 or more", n)
+		}
+		p.allocSize = n
 		return nil
 	}
 }
@@ -194,6 +209,9 @@ func (p *Plugin) model(s *schema.Schema) (*model, error) {
 		return e.m, e.err
 	}
 	m, err := parseModel(s)
+	if m != nil && p.allocSize > 0 {
+		m.cfg.AllocationSize = p.allocSize
+	}
 	e, _ := p.models.LoadOrStore(s, &modelEntry{m: m, err: err})
 	return e.(*modelEntry).m, e.(*modelEntry).err
 }

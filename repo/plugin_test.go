@@ -424,3 +424,34 @@ func TestPluginConcurrentCreates(t *testing.T) {
 		t.Errorf("%d widgets, want 2400", n)
 	}
 }
+
+func TestPluginWithAllocationSize(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtestDatabase(t)
+	db, err := gorm.Open(postgresOpen(dsn), &gorm.Config{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(`ALTER SEQUENCE teams_id_seq INCREMENT 5`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Use(repo.NewPlugin(repo.WithAllocationSize(0))); err == nil {
+		t.Error("WithAllocationSize(0): no error")
+	}
+	p := repo.NewPlugin(repo.WithAllocationSize(5), repo.WithValidation(&Team{}))
+	if err := db.Use(p); err != nil {
+		t.Fatal(err)
+	}
+	rows := teams(12)
+	if err := db.Create(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.Allocator(ctx, &Team{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := a.Stats(); a.Config().AllocationSize != 5 || s.Blocks != 3 {
+		t.Errorf("allocation size %d, %d blocks for 12 keys, want 5 and 3", a.Config().AllocationSize, s.Blocks)
+	}
+	checkTeamsInDB(t, db, rows)
+}
