@@ -15,7 +15,10 @@ var ErrNotFound error = notFoundError{}
 
 type notFoundError struct{}
 
+// Error returns "repo: record not found".
 func (notFoundError) Error() string { return "repo: record not found" }
+
+// Unwrap returns gorm.ErrRecordNotFound.
 func (notFoundError) Unwrap() error { return gorm.ErrRecordNotFound }
 
 // ErrNoPlugin is returned by New when the *gorm.DB has no seqrepo Plugin registered:
@@ -26,6 +29,11 @@ var ErrNoPlugin = errors.New("repo: seqrepo plugin not registered on this *gorm.
 // method. errors.As finds it; Unwrap returns the driver's *pgconn.PgError, and errors.Is
 // also matches gorm.ErrDuplicatedKey. Like any error value it is not changed after it is
 // returned, so it may be shared between goroutines.
+//
+// With gorm.Config.TranslateError set, GORM replaces the driver's error of its own
+// statements (Create, CreateAll, Save, Update) by gorm.ErrDuplicatedKey before seqrepo
+// sees it, and the constraint name is lost: those methods then return that error, and
+// errors.Is(err, gorm.ErrDuplicatedKey) holds either way.
 type DuplicateKeyError struct {
 	Constraint string // the violated constraint or unique index, e.g. "authors_email_key"
 	Table      string
@@ -33,6 +41,7 @@ type DuplicateKeyError struct {
 	Err        *pgconn.PgError
 }
 
+// Error names the table and constraint, and adds PostgreSQL's detail.
 func (e *DuplicateKeyError) Error() string {
 	msg := fmt.Sprintf("repo: duplicate key in %s violates unique constraint %q", e.Table, e.Constraint)
 	if e.Detail != "" {

@@ -387,6 +387,7 @@ type checkOnKey struct{}
 // except for a query whose context carries a checkOnKey Querier.
 type poolQuerier struct{ pool idgen.Querier }
 
+// QueryContext runs query on the Querier in ctx's checkOnKey, else on the pool.
 func (q poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if on, ok := ctx.Value(checkOnKey{}).(idgen.Querier); ok {
 		return on.QueryContext(ctx, query, args...)

@@ -27,8 +27,8 @@ const DefaultBatchSize = 5000
 // tag. Its methods are domain-level and take the context first; for any other query use
 // DB, the *gorm.DB it was made with.
 //
-// Every write runs through the Plugin, so keys are assigned on the client before the
-// write and written back into the caller's rows. A failed batch write (CreateAll, Copy,
+// Every write takes its keys from the Plugin's allocators, on the client, before the
+// write, and leaves them in the caller's rows. A failed batch write (CreateAll, Copy,
 // CopySeq, Upsert) writes nothing, and the keys it assigned are taken back out of the
 // caller's rows. A unique violation is returned as a *DuplicateKeyError; idgen's errors
 // are returned unchanged.
