@@ -49,6 +49,13 @@ type state struct {
 	blocks []span
 	// refill is the background refill in flight on the default Querier, or nil.
 	refill *refill
+	// epoch counts the times dropAll forgot the blocks after an increment mismatch;
+	// dropped is the mismatch that ended the latest epoch. Keys taken, and blocks
+	// reserved by a round trip that began, in an earlier epoch may come from a nextval
+	// issued under the old INCREMENT: they are neither handed out nor pooled after the
+	// drop, so once a mismatch is reported no key is handed out while it lasts.
+	epoch   uint64
+	dropped error
 
 	roundTrips atomic.Int64
 	reserved   atomic.Int64
@@ -155,10 +162,19 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 	}
 	st := a.st
 	keys := make([]int64, 0, n)
+	var epoch uint64 // the epoch keys were taken in
 	for {
 		st.mu.Lock()
+		if len(keys) == 0 {
+			epoch = st.epoch
+		}
 		keys = st.takeLocked(keys, n-len(keys))
 		if len(keys) == n {
+			if st.epoch != epoch { // keys from before a drop: see state.epoch
+				err := st.dropped
+				st.mu.Unlock()
+				return nil, err
+			}
 			st.mu.Unlock()
 			st.handedOut.Add(int64(n))
 			return keys, nil
@@ -168,7 +184,7 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 			st.mu.Unlock()
 			got, err := a.refillVia(ctx, want)
 			if err != nil {
-				return nil, st.fail(keys, err)
+				return nil, st.fail(keys, epoch, err)
 			}
 			keys = append(keys, got...)
 			continue
@@ -179,11 +195,11 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 			select {
 			case <-r.done:
 				if r.err != nil {
-					return nil, st.fail(keys, r.err)
+					return nil, st.fail(keys, epoch, r.err)
 				}
 				continue
 			case <-ctx.Done():
-				return nil, st.fail(keys, ctx.Err())
+				return nil, st.fail(keys, epoch, ctx.Err())
 			}
 		}
 		r := &refill{done: make(chan struct{}), want: want}
@@ -199,13 +215,13 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 			if !r.finishing {
 				r.gaveUp = true
 				st.mu.Unlock()
-				return nil, st.fail(keys, ctx.Err())
+				return nil, st.fail(keys, epoch, ctx.Err())
 			}
 			st.mu.Unlock()
 			<-r.done // finishing under way: its result is ours, and it is immediate
 		}
 		if r.err != nil {
-			return nil, st.fail(keys, r.err)
+			return nil, st.fail(keys, epoch, r.err)
 		}
 		keys = append(keys, r.keys...)
 	}
@@ -214,10 +230,13 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 // runRefill reserves the blocks r needs on the default Querier, keeps r.want keys for
 // the caller that started it (unless that caller gave up) and puts the rest in the pool.
 func (a *Allocator) runRefill(ctx context.Context, r *refill) {
-	blocks, err := a.reserve(ctx, a.q, r.want)
+	blocks, epoch, err := a.reserve(ctx, a.q, r.want)
 	st := a.st
 	st.mu.Lock()
 	r.finishing = true
+	if err == nil && st.epoch != epoch {
+		err = st.dropped // reserved before a mismatch was reported: see state.epoch
+	}
 	if err != nil {
 		r.err = err
 	} else {
@@ -234,22 +253,28 @@ func (a *Allocator) runRefill(ctx context.Context, r *refill) {
 // refillVia reserves the blocks for want keys on a's own Querier, synchronously with
 // the caller's ctx, and returns want keys; the rest go to the shared pool.
 func (a *Allocator) refillVia(ctx context.Context, want int) ([]int64, error) {
-	blocks, err := a.reserve(ctx, a.q, want)
+	blocks, epoch, err := a.reserve(ctx, a.q, want)
 	if err != nil {
 		return nil, err
 	}
 	st := a.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.epoch != epoch {
+		return nil, st.dropped // reserved before a mismatch was reported: see state.epoch
+	}
 	st.blocks = append(blocks, st.blocks...)
 	return st.takeLocked(make([]int64, 0, want), want), nil
 }
 
 // reserve runs round trips until the blocks hold at least want keys. One round trip
 // suffices except for the Pooled optimizer's first value of a fresh sequence, a block
-// of one key, which can need a second.
-func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, error) {
+// of one key, which can need a second. It also returns the epoch it began in.
+func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, uint64, error) {
 	st := a.st
+	st.mu.Lock()
+	epoch := st.epoch
+	st.mu.Unlock()
 	size := int64(st.cfg.AllocationSize)
 	var blocks []span
 	var have int64
@@ -259,9 +284,9 @@ func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, e
 		got, err := fetch(ctx, q, st.cfg, int(count))
 		if err != nil {
 			if errors.Is(err, ErrIncrementMismatch) {
-				st.dropAll()
+				st.dropAll(err)
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		st.reserved.Add(int64(len(got)))
 		for _, b := range got {
@@ -269,7 +294,7 @@ func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, e
 		}
 		blocks = append(blocks, got...)
 	}
-	return blocks, nil
+	return blocks, epoch, nil
 }
 
 // popLocked hands out the next key; st.mu must be held and st.blocks non-empty.
@@ -292,8 +317,8 @@ func (st *state) takeLocked(keys []int64, n int) []int64 {
 		if take > int64(n) {
 			take = int64(n)
 		}
-		for k := b.next; k < b.next+take; k++ {
-			keys = append(keys, k)
+		for i := int64(0); i < take; i++ { // b.next+take wraps when the block ends at MaxInt64
+			keys = append(keys, b.next+i)
 		}
 		n -= int(take)
 		if take == b.len() {
@@ -305,10 +330,11 @@ func (st *state) takeLocked(keys []int64, n int) []int64 {
 	return keys
 }
 
-// fail ends a call that took keys but could not complete with err. The keys go back
-// to the front of the pool so the failed call loses none, unless err is an increment
-// mismatch: keys reserved under the old INCREMENT are dropped, not handed out later.
-func (st *state) fail(keys []int64, err error) error {
+// fail ends a call that took keys in epoch but could not complete with err. The keys
+// go back to the front of the pool so the failed call loses none, unless err is an
+// increment mismatch or a mismatch has dropped the pool since epoch: keys reserved
+// under the old INCREMENT are dropped, not handed out later.
+func (st *state) fail(keys []int64, epoch uint64, err error) error {
 	if len(keys) == 0 || errors.Is(err, ErrIncrementMismatch) {
 		return err
 	}
@@ -321,15 +347,20 @@ func (st *state) fail(keys []int64, err error) error {
 		back = append(back, span{next: k, last: k})
 	}
 	st.mu.Lock()
-	st.blocks = append(back, st.blocks...)
+	if st.epoch == epoch {
+		st.blocks = append(back, st.blocks...)
+	}
 	st.mu.Unlock()
 	return err
 }
 
-// dropAll forgets every reserved key: after the sequence's INCREMENT changed, keys
-// reserved under the old one may overlap blocks other writers get under the new one.
-func (st *state) dropAll() {
+// dropAll forgets every reserved key and starts a new epoch ended by the mismatch err:
+// after the sequence's INCREMENT changed, keys reserved under the old one may overlap
+// blocks other writers get under the new one.
+func (st *state) dropAll(err error) {
 	st.mu.Lock()
 	st.blocks = nil
+	st.epoch++
+	st.dropped = err
 	st.mu.Unlock()
 }

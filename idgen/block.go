@@ -26,8 +26,10 @@ func blockOf(opt Optimizer, size int64, p seqParams, v int64) (span, error) {
 	}
 	switch opt {
 	case PooledLo:
-		// v … v+size-1; max-(size-1) cannot overflow because size >= 1.
-		if v > p.max-(size-1) {
+		// v … v+size-1. Compare against MaxInt64-(size-1) first, which cannot wrap
+		// (size >= 1); then v+size-1 cannot overflow. (max-(size-1) would wrap for a
+		// MAXVALUE within size of MinInt64 and let a block pass it.)
+		if v > math.MaxInt64-(size-1) || v+(size-1) > p.max {
 			return span{}, fmt.Errorf("%w: block %d..%d+%d would pass MAXVALUE %d", ErrExhausted, v, v, size-1, p.max)
 		}
 		return span{next: v, last: v + size - 1}, nil

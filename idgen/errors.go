@@ -10,7 +10,8 @@ var (
 	// ErrIncrementMismatch is returned (wrapped in an *IncrementMismatchError) by New and
 	// by any call that refills, when the sequence's INCREMENT differs from the configured
 	// AllocationSize. No key from the mismatched fetch is handed out, and the allocator
-	// drops the keys it still held.
+	// drops the keys it still held, including those of refills in flight: until the
+	// INCREMENT matches again, every call returns this error and no key.
 	ErrIncrementMismatch = errors.New("idgen: sequence increment does not match allocation size")
 
 	// ErrSequenceNotFound is returned by New and by refills when the configured name

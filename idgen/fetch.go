@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // fetchSQL reserves $2 blocks in one round trip and reads, in the same statement, the
@@ -110,7 +111,9 @@ func describe(ctx context.Context, q Querier, cfg Config) error {
 	}
 	next := start.Int64
 	if lastValue.Valid {
-		if lastValue.Int64 > max.Int64-increment.Int64 {
+		// last+increment > max, written so that neither side can wrap around int64
+		// (increment equals size here, so it is at least 1).
+		if lastValue.Int64 > math.MaxInt64-increment.Int64 || lastValue.Int64+increment.Int64 > max.Int64 {
 			return &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("last value %d is at MAXVALUE %d", lastValue.Int64, max.Int64), Err: ErrExhausted}
 		}
 		next = lastValue.Int64 + increment.Int64

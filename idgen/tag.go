@@ -47,14 +47,18 @@ func ParseTag(tag string) (Config, error) {
 		if !ok || value == "" {
 			return bad("%q has no value (want key:value)", strings.TrimSpace(part))
 		}
+		// Aliases name the same key: "seq:a;sequence:b" is a repeated key, not b.
+		if canonical, ok := tagAliases[key]; ok {
+			key = canonical
+		}
 		if seen[key] {
 			return bad("%s given twice", key)
 		}
 		seen[key] = true
 		switch key {
-		case "sequence", "seq":
+		case "sequence":
 			cfg.Sequence = value
-		case "allocationsize", "allocation_size", "size":
+		case "allocationsize":
 			n, err := strconv.Atoi(value)
 			if err != nil || n < 1 {
 				return bad("allocationSize %q is not a positive integer", value)
@@ -80,6 +84,13 @@ func ParseTag(tag string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// tagAliases maps the other spellings of a tag key to the one ParseTag switches on.
+var tagAliases = map[string]string{
+	"seq":             "sequence",
+	"allocation_size": "allocationsize",
+	"size":            "allocationsize",
 }
 
 // splitTag splits on semicolons that are not inside double quotes.
