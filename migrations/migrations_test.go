@@ -8,6 +8,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -406,4 +407,25 @@ func TestUpOneConnection(t *testing.T) {
 	db.SetMaxOpenConns(1)
 	require.NoError(t, migrations.Up(t.Context(), db))
 	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+}
+
+// TestCommitSHAFormats: commits.sha takes SHA-1 (40 hex digits) and SHA-256 (64)
+// object names, so --git works on repositories of either format, and nothing else.
+func TestCommitSHAFormats(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := migratedDB(t)
+	_, err := db.ExecContext(ctx, `INSERT INTO repositories (name, url) VALUES ('r', 'u');
+		INSERT INTO authors (email, name) VALUES ('a@example.com', 'a')`)
+	require.NoError(t, err)
+	insert := func(sha string) error {
+		_, err := db.ExecContext(ctx, `INSERT INTO commits (repository_id, author_id, sha, message, authored_at, committed_at)
+			SELECT r.id, a.id, $1, 'm', now(), now() FROM repositories r, authors a`, sha)
+		return err
+	}
+	require.NoError(t, insert(strings.Repeat("a", 40)), "SHA-1")
+	require.NoError(t, insert(strings.Repeat("b", 64)), "SHA-256")
+	for _, bad := range []string{"", strings.Repeat("c", 39), strings.Repeat("d", 41), strings.Repeat("e", 65)} {
+		assert.Error(t, insert(bad), "sha of length %d", len(bad))
+	}
 }

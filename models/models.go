@@ -21,7 +21,7 @@ type Author struct {
 }
 
 // Commit is one commit of a repository (table commits). SHA is the full object name, 40
-// lowercase hexadecimal characters, unique within the repository.
+// hexadecimal characters (64 in a SHA-256 repository), unique within the repository.
 type Commit struct {
 	ID           int64     `gorm:"primaryKey;autoIncrement:false" idgen:"sequence:commits_id_seq;allocationSize:50"`
 	RepositoryID int64     `gorm:"not null;uniqueIndex:commits_repository_id_sha_key,priority:1"`
