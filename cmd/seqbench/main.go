@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ type options struct {
 	repeat     int
 	git        string
 	json       bool
+	cpuprofile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -65,12 +67,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.dsn, "dsn", "", "PostgreSQL to use (default $DATABASE_URL, else a private server started from the local binaries)")
 	fs.IntVar(&o.rows, "rows", 30000, "commits to generate (with --git: at most this many, 0 for all)")
 	fs.IntVar(&o.alloc, "alloc", 50, "allocation size; the sequences' INCREMENT is set to match")
-	fs.IntVar(&o.batch, "batch", 1000, "rows per write batch")
+	fs.IntVar(&o.batch, "batch", 1000, "rows per write batch (GORM's INSERTs are capped at PostgreSQL's 65,535 bind parameters)")
 	fs.StringVar(&o.strategies, "strategies", strings.Join(strategyNames(), ","), "comma-separated strategies to run")
 	fs.IntVar(&o.writers, "writers", 1, "concurrent writers sharing the sequences")
 	fs.IntVar(&o.repeat, "repeat", 3, "runs per strategy; the median is reported")
 	fs.StringVar(&o.git, "git", "", "ingest the history of the git repository at this path instead of a generated one")
 	fs.BoolVar(&o.json, "json", false, "print machine-readable results on stdout")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a Go CPU profile of the timed runs to this file (go tool pprof)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: seqbench [flags]\n\nStrategies:\n")
 		for _, s := range allStrategies() {
@@ -220,6 +223,17 @@ func bench(ctx context.Context, o options, dsn, schema string, h *history, chose
 	}
 	defer closeEnv()
 
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return nil, meta, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, meta, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	stopProgress := startProgress()
 	defer stopProgress()
 	var results []*result

@@ -177,3 +177,13 @@ func TestGitHistory(t *testing.T) {
 		assert.Equal(t, 3, r.Rows)
 	}
 }
+
+// TestBatchAboveTheParameterLimit: a --batch whose INSERT would need more than
+// 65,535 bind parameters is split, not failed.
+func TestBatchAboveTheParameterLimit(t *testing.T) {
+	rep, code, stderr := runJSON(t, "--rows", "9500", "--batch", "9500", "--repeat", "1", "--strategies", "identity-batch,prealloc-batch")
+	require.Equal(t, 0, code, stderr)
+	for _, r := range rep.Results {
+		assert.True(t, r.Verified, "%s: %s", r.Strategy, r.Error)
+	}
+}

@@ -87,6 +87,9 @@ func parallel(ctx context.Context, writers int, fn func(ctx context.Context, w i
 
 // ---- baselines and references: no seqrepo code ----
 
+// maxParams is PostgreSQL's limit on bind parameters in one statement.
+const maxParams = 65535
+
 // identity makes GORM write the way it does for a model with a default integer key,
 // before an application adopts seqrepo: the id column is left to its IDENTITY default
 // and read back with RETURNING "id". (seqrepo's models say autoIncrement:false, since
@@ -129,11 +132,15 @@ func rowByRow(ctx context.Context, e *env) (*keyPrint, error) {
 // seqrepo handle the plugin assigns them first.
 func batched(useSeq bool) func(ctx context.Context, e *env) (*keyPrint, error) {
 	return func(ctx context.Context, e *env) (*keyPrint, error) {
+		// GORM's CreateInBatches does not split a batch that has more bind
+		// parameters than PostgreSQL's 65,535; none of these models has more than 8
+		// columns, so at most 8,191 rows go in one INSERT.
+		batch := min(e.batch, maxParams/8)
 		write := func(ctx context.Context, v any) error {
 			if useSeq {
-				return e.seq.WithContext(ctx).CreateInBatches(v, e.batch).Error
+				return e.seq.WithContext(ctx).CreateInBatches(v, batch).Error
 			}
-			return identity(e.plain.WithContext(ctx)).CreateInBatches(v, e.batch).Error
+			return identity(e.plain.WithContext(ctx)).CreateInBatches(v, batch).Error
 		}
 		repos, authors := repoModels(e.h), authorModels(e.h)
 		if err := write(ctx, &repos); err != nil {
@@ -145,7 +152,7 @@ func batched(useSeq bool) func(ctx context.Context, e *env) (*keyPrint, error) {
 		k := keyedFrom(repos, authors)
 		keys := &keyPrint{}
 		err := parallel(ctx, e.writers, func(ctx context.Context, w int) error {
-			buf := make([]models.Commit, 0, e.batch)
+			buf := make([]models.Commit, 0, batch)
 			flush := func() error {
 				if len(buf) == 0 {
 					return nil
@@ -162,7 +169,7 @@ func batched(useSeq bool) func(ctx context.Context, e *env) (*keyPrint, error) {
 			}
 			for i := w; i < e.h.n; i += e.writers {
 				buf = append(buf, k.commit(e.h.commit(i)))
-				if len(buf) == e.batch {
+				if len(buf) == batch {
 					if err := flush(); err != nil {
 						return err
 					}
