@@ -43,6 +43,7 @@ type Allocator struct {
 // state is shared by an Allocator and every Allocator that Using derives from it.
 type state struct {
 	cfg Config
+	oid int64 // the sequence cfg.Sequence resolved to in New; every refill draws from it
 
 	mu sync.Mutex // protects the fields below; never held across a round trip
 	// blocks are reserved keys not yet handed out, in the order they are handed out.
@@ -95,14 +96,20 @@ func New(ctx context.Context, db Querier, cfg Config) (*Allocator, error) {
 	if db == nil {
 		return nil, &ConfigError{Sequence: cfg.Sequence, Problems: []string{"nil Querier"}}
 	}
-	if err := describe(ctx, db, cfg); err != nil {
+	oid, err := describe(ctx, db, cfg)
+	if err != nil {
 		return nil, err
 	}
-	return &Allocator{st: &state{cfg: cfg}, q: db}, nil
+	return &Allocator{st: &state{cfg: cfg, oid: oid}, q: db}, nil
 }
 
 // Config returns the configuration the Allocator was made with.
 func (a *Allocator) Config() Config { return a.st.cfg }
+
+// SequenceOID returns the OID of the sequence the Allocator is pinned to: the one
+// Config.Sequence resolved to when New ran. Allocators with equal SequenceOID draw from
+// the same sequence, whatever names they were configured with.
+func (a *Allocator) SequenceOID() uint32 { return uint32(a.st.oid) }
 
 // Using returns an Allocator that shares a's reserved keys and statistics but runs
 // any refill it needs on q with the caller's context, for example the caller's own
@@ -281,7 +288,7 @@ func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, u
 	for have < int64(want) {
 		count := (int64(want) - have + size - 1) / size
 		st.roundTrips.Add(1)
-		got, err := fetch(ctx, q, st.cfg, int(count))
+		got, err := fetch(ctx, q, st.cfg, st.oid, int(count))
 		if err != nil {
 			if errors.Is(err, ErrIncrementMismatch) {
 				st.dropAll(err)

@@ -33,7 +33,8 @@ func CheckOne(ctx context.Context, q Querier, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	return describe(ctx, q, cfg)
+	_, err := describe(ctx, q, cfg)
+	return err
 }
 
 // CheckError lists every problem Check found, one error per Config. errors.Is and

@@ -41,5 +41,10 @@
 // but never used, leave gaps. Gaps are normal; duplicates never are.
 //
 // Sequence names come from configuration and are sent as bind parameters resolved by
-// PostgreSQL's regclass input; nothing is spliced into SQL.
+// PostgreSQL's regclass input; nothing is spliced into SQL. New pins the Allocator to
+// the sequence the name resolves to then (SequenceOID); a refill on a connection where
+// the name means another sequence — a different search_path, or a sequence dropped and
+// created again — fails with ErrSequenceChanged and takes no value. Keys already
+// reserved are handed out without a round trip, so code that switches search_path per
+// transaction (schema per tenant) should name sequences schema-qualified.
 package idgen

@@ -19,6 +19,13 @@ var (
 	// relation).
 	ErrSequenceNotFound = errors.New("idgen: sequence not found")
 
+	// ErrSequenceChanged is returned by a refill when, on the connection it runs on,
+	// Config.Sequence no longer resolves to the sequence the Allocator was made for: a
+	// different search_path (schema-per-tenant code), or a sequence dropped and created
+	// again. No value is taken from either sequence. Use schema-qualified names when the
+	// search_path varies.
+	ErrSequenceChanged = errors.New("idgen: sequence name resolves to a different sequence")
+
 	// ErrCycle is returned by New for a sequence declared CYCLE: a cycling sequence
 	// would hand out the same keys again.
 	ErrCycle = errors.New("idgen: sequence is CYCLE")

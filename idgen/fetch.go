@@ -8,8 +8,14 @@ import (
 	"math"
 )
 
-// fetchSQL reserves $2 blocks in one round trip and reads, in the same statement, the
-// parameters each nextval value was issued under.
+// fetchSQL reserves $2 blocks from the sequence whose OID is $1 in one round trip and
+// reads, in the same statement, the parameters each nextval value was issued under.
+//
+// The Allocator is pinned to the sequence New resolved its name to. The one-time filter
+// checks, before any nextval runs, that the name ($3) still resolves to that sequence
+// on this connection; when it does not (a different search_path, or the sequence was
+// dropped and created again) the statement returns no rows and burns no values. Without
+// the pin, keys reserved from two different sequences would share one pool.
 //
 // The order matters. nextval takes a RowExclusiveLock on the sequence that is held to
 // the end of the transaction, and ALTER SEQUENCE needs a ShareRowExclusiveLock, so once
@@ -18,11 +24,12 @@ import (
 // the planner to call it after nextval (without it, the planner runs it first, and an
 // ALTER committed in between would go unseen).
 const fetchSQL = `SELECT s.v, p.increment, p.start_value, p.maximum_value
-FROM (SELECT nextval($1::text::regclass) AS v FROM generate_series(1, $2::int)) AS s,
-LATERAL pg_sequence_parameters(CASE WHEN s.v IS NOT NULL THEN $1::text::regclass END) AS p`
+FROM (SELECT nextval($1::bigint::oid::regclass) AS v FROM generate_series(1, $2::int)
+      WHERE $3::text::regclass = $1::bigint::oid::regclass) AS s,
+LATERAL pg_sequence_parameters(CASE WHEN s.v IS NOT NULL THEN $1::bigint::oid::regclass END) AS p`
 
 // describeSQL reads what New checks before it hands out anything.
-const describeSQL = `SELECT c.relkind::text, s.seqstart, s.seqincrement, s.seqmax, s.seqcycle,
+const describeSQL = `SELECT c.oid::bigint, c.relkind::text, s.seqstart, s.seqincrement, s.seqmax, s.seqcycle,
 	CASE WHEN c.relkind = 'S' THEN pg_sequence_last_value(c.oid) END
 FROM pg_class c LEFT JOIN pg_sequence s ON s.seqrelid = c.oid
 WHERE c.oid = $1::text::regclass`
@@ -30,8 +37,8 @@ WHERE c.oid = $1::text::regclass`
 // fetch reserves count blocks from cfg's sequence through q in one round trip and
 // returns them in nextval order. Nothing is returned unless every value was issued
 // under an INCREMENT equal to the allocation size and every block fits below MAXVALUE.
-func fetch(ctx context.Context, q Querier, cfg Config, count int) ([]span, error) {
-	rows, err := q.QueryContext(ctx, fetchSQL, cfg.Sequence, count)
+func fetch(ctx context.Context, q Querier, cfg Config, oid int64, count int) ([]span, error) {
+	rows, err := q.QueryContext(ctx, fetchSQL, oid, count, cfg.Sequence)
 	if err != nil {
 		return nil, classify(cfg.Sequence, err)
 	}
@@ -66,6 +73,10 @@ func fetch(ctx context.Context, q Querier, cfg Config, count int) ([]span, error
 	if blockErr != nil {
 		return nil, &SequenceError{Sequence: cfg.Sequence, Err: blockErr}
 	}
+	if len(blocks) == 0 {
+		return nil, &SequenceError{Sequence: cfg.Sequence, Err: ErrSequenceChanged,
+			Detail: fmt.Sprintf("on this connection the name no longer resolves to the sequence with OID %d the Allocator was made for", oid)}
+	}
 	if len(blocks) != count {
 		return nil, fmt.Errorf("idgen: sequence %s: asked for %d blocks, got %d", cfg.Sequence, count, len(blocks))
 	}
@@ -74,55 +85,57 @@ func fetch(ctx context.Context, q Querier, cfg Config, count int) ([]span, error
 
 // describe checks, before any key is handed out, that cfg's sequence exists, is a
 // sequence, does not CYCLE, has INCREMENT equal to the allocation size, and can still
-// reserve a whole block.
-func describe(ctx context.Context, q Querier, cfg Config) error {
+// reserve a whole block. It returns the sequence's OID, which the name resolves to on q.
+func describe(ctx context.Context, q Querier, cfg Config) (oid int64, err error) {
 	rows, err := q.QueryContext(ctx, describeSQL, cfg.Sequence)
 	if err != nil {
-		return classify(cfg.Sequence, err)
+		return 0, classify(cfg.Sequence, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return classify(cfg.Sequence, err)
+			return 0, classify(cfg.Sequence, err)
 		}
-		return &SequenceError{Sequence: cfg.Sequence, Err: ErrSequenceNotFound}
+		return 0, &SequenceError{Sequence: cfg.Sequence, Err: ErrSequenceNotFound}
 	}
 	var (
 		relkind               string
+		seqOID                int64
 		start, increment, max sql.NullInt64
 		cycle                 sql.NullBool
 		lastValue             sql.NullInt64
 	)
-	if err := rows.Scan(&relkind, &start, &increment, &max, &cycle, &lastValue); err != nil {
-		return fmt.Errorf("idgen: sequence %s: %w", cfg.Sequence, err)
+	if err := rows.Scan(&seqOID, &relkind, &start, &increment, &max, &cycle, &lastValue); err != nil {
+		return 0, fmt.Errorf("idgen: sequence %s: %w", cfg.Sequence, err)
 	}
 	if err := rows.Close(); err != nil {
-		return classify(cfg.Sequence, err)
+		return 0, classify(cfg.Sequence, err)
 	}
+	oid = seqOID
 	if relkind != "S" {
-		return &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("relation kind %q is not a sequence", relkind), Err: ErrSequenceNotFound}
+		return 0, &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("relation kind %q is not a sequence", relkind), Err: ErrSequenceNotFound}
 	}
 	if cycle.Bool {
-		return &SequenceError{Sequence: cfg.Sequence, Detail: "ALTER SEQUENCE … NO CYCLE", Err: ErrCycle}
+		return 0, &SequenceError{Sequence: cfg.Sequence, Detail: "ALTER SEQUENCE … NO CYCLE", Err: ErrCycle}
 	}
 	size := int64(cfg.AllocationSize)
 	if increment.Int64 != size {
-		return &IncrementMismatchError{Sequence: cfg.Sequence, Increment: increment.Int64, AllocationSize: cfg.AllocationSize}
+		return 0, &IncrementMismatchError{Sequence: cfg.Sequence, Increment: increment.Int64, AllocationSize: cfg.AllocationSize}
 	}
 	next := start.Int64
 	if lastValue.Valid {
 		// last+increment > max, written so that neither side can wrap around int64
 		// (increment equals size here, so it is at least 1).
 		if lastValue.Int64 > math.MaxInt64-increment.Int64 || lastValue.Int64+increment.Int64 > max.Int64 {
-			return &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("last value %d is at MAXVALUE %d", lastValue.Int64, max.Int64), Err: ErrExhausted}
+			return 0, &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("last value %d is at MAXVALUE %d", lastValue.Int64, max.Int64), Err: ErrExhausted}
 		}
 		next = lastValue.Int64 + increment.Int64
 	}
 	if _, err := blockOf(cfg.Optimizer, size, seqParams{increment: increment.Int64, start: start.Int64, max: max.Int64}, next); err != nil {
 		if errors.Is(err, ErrExhausted) {
-			return &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("next block from %d does not fit below MAXVALUE %d", next, max.Int64), Err: ErrExhausted}
+			return 0, &SequenceError{Sequence: cfg.Sequence, Detail: fmt.Sprintf("next block from %d does not fit below MAXVALUE %d", next, max.Int64), Err: ErrExhausted}
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return oid, nil
 }
