@@ -86,6 +86,8 @@ type Stats struct {
 // (ErrInvalidConfig), the sequence does not exist or is not a sequence
 // (ErrSequenceNotFound), is CYCLE (ErrCycle), has an INCREMENT other than
 // AllocationSize (ErrIncrementMismatch), or cannot reserve another block (ErrExhausted).
+// It also refuses (ErrMixedConfig) a Config whose Optimizer or AllocationSize differs
+// from that of another Allocator of the same sequence still in use in this process.
 //
 // ctx only bounds New's own check. db is used for every later refill, except through
 // the Allocators that Using returns.
@@ -100,7 +102,11 @@ func New(ctx context.Context, db Querier, cfg Config) (*Allocator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Allocator{st: &state{cfg: cfg, oid: oid}, q: db}, nil
+	st := &state{cfg: cfg, oid: oid}
+	if err := register(ctx, db, st); err != nil {
+		return nil, err
+	}
+	return &Allocator{st: st, q: db}, nil
 }
 
 // Config returns the configuration the Allocator was made with.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/seqrepo/seqrepo/idgen"
+	"github.com/seqrepo/seqrepo/internal/pgtest"
 )
 
 // Faults during a refill. Each refill here is parked deterministically: another
@@ -186,4 +188,151 @@ func TestRefillTimesOut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Mixed configurations. All writers of a sequence must use one Optimizer and one
+// AllocationSize; within one process New refuses a second configuration while an
+// Allocator of the first is in use.
+
+// TestMixedConfigRefused: New refuses another Optimizer, or another AllocationSize, for
+// a sequence that an Allocator in use draws from, however the name is spelled; the
+// same configuration is welcome (two pools, as two hosts); and once the first Allocator
+// is gone, a new configuration is accepted.
+func TestMixedConfigRefused(t *testing.T) {
+	db, dsn := openDB(t)
+	ctx := testContext(t)
+	mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
+
+	inUse := newAlloc(t, db, "s", 50)
+	held, err := inUse.NextN(ctx, 10) // 11..50 stay reserved in memory
+	noErr(t, err, "NextN")
+
+	refused := func(t *testing.T, cfg idgen.Config) {
+		t.Helper()
+		a, err := idgen.New(ctx, db, cfg)
+		var mixed *idgen.MixedConfigError
+		if a != nil || !errors.Is(err, idgen.ErrMixedConfig) || !errors.As(err, &mixed) {
+			t.Fatalf("New(%+v) beside a pooled-lo/50 Allocator = %v, %v; want ErrMixedConfig", cfg, a, err)
+		}
+		if mixed.InUse.Optimizer != idgen.PooledLo || mixed.InUse.AllocationSize != 50 || mixed.Refused != cfg {
+			t.Fatalf("MixedConfigError %+v", *mixed)
+		}
+		for _, m := range []string{cfg.Sequence, cfg.Optimizer.String(), "pooled-lo", "50"} {
+			if !strings.Contains(err.Error(), m) {
+				t.Errorf("error %q does not mention %q", err, m)
+			}
+		}
+	}
+	t.Run("other optimizer", func(t *testing.T) {
+		refused(t, idgen.Config{Sequence: "s", AllocationSize: 50, Optimizer: idgen.Pooled})
+	})
+	t.Run("other optimizer, name spelled otherwise", func(t *testing.T) {
+		refused(t, idgen.Config{Sequence: `public."s"`, AllocationSize: 50, Optimizer: idgen.Pooled})
+	})
+	t.Run("other allocation size after ALTER SEQUENCE", func(t *testing.T) {
+		// INCREMENT 25 now: a new Allocator's first nextval would return 26 and reserve
+		// 26..50, keys inUse still holds. The INCREMENT check cannot see that; this can.
+		mustExec(t, db, `ALTER SEQUENCE s INCREMENT 25`)
+		t.Cleanup(func() { mustExec(t, db, `ALTER SEQUENCE s INCREMENT 50`) })
+		refused(t, idgen.Config{Sequence: "s", AllocationSize: 25})
+	})
+	t.Run("same configuration from another pool", func(t *testing.T) {
+		host, err := sql.Open("pgx", dsn)
+		noErr(t, err, "open")
+		defer host.Close()
+		b := newAlloc(t, host, "public.s", 50)
+		keys, err := b.NextN(ctx, 100)
+		noErr(t, err, "NextN")
+		more, err := inUse.NextN(ctx, 100)
+		noErr(t, err, "NextN")
+		requireUnique(t, append(append(append([]int64(nil), held...), keys...), more...))
+	})
+	runtime.KeepAlive(inUse) // in use until here
+
+	t.Run("accepted once the first is gone", func(t *testing.T) {
+		// Nothing references inUse any more: New collects it before it refuses.
+		a, err := idgen.New(ctx, db, idgen.Config{Sequence: "s", AllocationSize: 50, Optimizer: idgen.Pooled})
+		noErr(t, err, "New after the other Allocator is gone")
+		_, err = a.Next(ctx)
+		noErr(t, err, "Next")
+	})
+}
+
+// TestMixedConfigPerDatabase: the same sequence name, with the very same OID, in two
+// databases (both cloned from one template) is two sequences: each may have its own
+// configuration.
+func TestMixedConfigPerDatabase(t *testing.T) {
+	tpl := pgtest.WithTemplate("idgen-mixed-config", func(ctx context.Context, dsn string) error {
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		_, err = db.ExecContext(ctx, `CREATE SEQUENCE s INCREMENT 50`)
+		return err
+	})
+	ctx := testContext(t)
+	var oids [2]int64
+	var allocs [2]*idgen.Allocator
+	for i, opt := range []idgen.Optimizer{idgen.PooledLo, idgen.Pooled} {
+		db, err := sql.Open("pgx", pgtest.NewDatabase(t, tpl))
+		noErr(t, err, "open")
+		t.Cleanup(func() { _ = db.Close() })
+		noErr(t, db.QueryRowContext(ctx, `SELECT 's'::regclass::oid::int8`).Scan(&oids[i]), "oid")
+		allocs[i] = newAlloc(t, db, "s", 50, opt)
+	}
+	if oids[0] != oids[1] {
+		t.Fatalf("the clones' sequences have OIDs %d and %d; the test needs them equal", oids[0], oids[1])
+	}
+	for _, a := range allocs {
+		_, err := a.NextN(ctx, 60)
+		noErr(t, err, "NextN")
+	}
+}
+
+// TestMixedConfigConcurrentNew: goroutines make Allocators of one sequence at once, half
+// of them pooled and half pooled-lo. Whichever configuration comes first wins; every
+// New of the other fails; none of the winners' keys repeats.
+func TestMixedConfigConcurrentNew(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := testContext(t)
+	mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
+	const goroutines = 8
+	allocs := make([]*idgen.Allocator, goroutines)
+	errs := make([]error, goroutines)
+	start := make(chan struct{})
+	done := make(chan int, goroutines)
+	for g := range goroutines {
+		go func() {
+			<-start
+			allocs[g], errs[g] = idgen.New(ctx, db, idgen.Config{Sequence: "s", AllocationSize: 50, Optimizer: idgen.Optimizer(g % 2)})
+			done <- g
+		}()
+	}
+	close(start)
+	for range goroutines {
+		<-done
+	}
+	var winner *idgen.Optimizer
+	var keys []int64
+	for g, a := range allocs {
+		if errs[g] != nil {
+			if !errors.Is(errs[g], idgen.ErrMixedConfig) {
+				t.Fatalf("New %d: %v", g, errs[g])
+			}
+			continue
+		}
+		if opt := a.Config().Optimizer; winner == nil {
+			winner = &opt
+		} else if *winner != opt {
+			t.Fatalf("both %s and %s Allocators were made for one sequence", *winner, opt)
+		}
+		got, err := a.NextN(ctx, 75)
+		noErr(t, err, "NextN")
+		keys = append(keys, got...)
+	}
+	if winner == nil || len(keys) != 75*goroutines/2 {
+		t.Fatalf("%d keys from the winning Allocators, want %d", len(keys), 75*goroutines/2)
+	}
+	requireUnique(t, keys)
 }
