@@ -59,14 +59,17 @@ const (
 //
 // Up, in one transaction: lock the table against writes (ACCESS EXCLUSIVE for an identity
 // column, as its ALTER needs; SHARE ROW EXCLUSIVE otherwise), set the INCREMENT, which also
-// locks the sequence against nextval until commit, then, if some key is above everything the
-// sequence handed out (rows inserted with explicit keys), setval(seq, max(key)). The next
-// nextval v = max+size then starts a block above every key under both optimizers (pooled-lo:
-// v..v+size-1; pooled: max+1..v). Down sets INCREMENT 1 and moves the sequence past both
-// max(key) and the end of the last block reserved (last_value+size-1), which a writer may
-// still be filling, so keys from DEFAULT never collide with either. Both are safe to run
-// again and need a READ COMMITTED transaction (the default), to see rows committed while they
-// wait for the lock.
+// locks the sequence against nextval until commit, then, if the next block could hold a key
+// already in use, setval(seq, u), u being the highest such key: max(key), or what the
+// sequence handed out (last_value once called; at most last_value-1 before, after RESTART or
+// setval(seq, v, false)). The next nextval v = u+size then starts a block above every key in
+// use under both optimizers (pooled-lo: v..v+size-1; pooled: u+1..v). Down sets INCREMENT 1
+// and moves the sequence past both max(key) and the end of the last block reserved
+// (last_value+size-1, capped at MAXVALUE), which a writer may still be filling, so keys from
+// DEFAULT never collide with either. Both read last_value and is_called from the sequence
+// itself and only ever move it forward: a sequence jumped ahead stays ahead. Both are safe to
+// run again and need a READ COMMITTED transaction (the default), to see rows committed while
+// they wait for the lock.
 //
 // An Adoption is immutable and safe for concurrent use.
 type Adoption struct {
@@ -264,10 +267,12 @@ DECLARE
 	n      bigint;
 	incr   bigint;
 	start  bigint;
+	minv   bigint;
 	maxv   bigint;
 	last   bigint;
+	called boolean;
 	max_id bigint;
-	target bigint;
+	used   bigint;
 BEGIN
 `
 
@@ -316,7 +321,7 @@ const adoptResolve = `	IF current_setting('transaction_isolation') <> 'read comm
 			MESSAGE = format('seqrepo: column %I of %s has no sequence: it is not an identity or serial column, and its DEFAULT does not call nextval', col, tbl),
 			HINT = 'Name the sequence (migrations.WithSequence), or create one.';
 	END IF;
-	SELECT s.seqincrement, s.seqstart, s.seqmax INTO incr, start, maxv
+	SELECT s.seqincrement, s.seqstart, s.seqmin, s.seqmax INTO incr, start, minv, maxv
 	FROM pg_sequence AS s WHERE s.seqrelid = seq;
 	IF incr < 0 THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR002',
@@ -340,11 +345,20 @@ const adoptUp = `	IF ident = 'a' AND seq = own THEN
 		EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s', seq, size);
 	END IF;
 	EXECUTE format('SELECT max(%I) FROM %s', col, tbl) INTO max_id;
-	last := pg_sequence_last_value(seq); -- NULL until the first nextval
-	-- Keys above everything the sequence handed out were inserted explicitly: move past them.
-	-- The next nextval is then max_id + size, a block above every key under pooled-lo and pooled.
-	IF max_id > last OR (last IS NULL AND max_id >= start) THEN
-		PERFORM setval(seq, max_id);
+	-- From the sequence itself: pg_sequence_last_value is NULL whenever is_called is false.
+	EXECUTE format('SELECT last_value, is_called FROM %s', seq) INTO last, called;
+	-- The highest key that may be in use: max(key), and what the sequence handed out, which is
+	-- last_value once called and at most last_value - 1 before (RESTART, setval(seq, v, false)).
+	used := greatest(max_id, CASE WHEN called THEN last WHEN last > minv THEN last - 1 END);
+	-- The next nextval v is last + size once called, last before. The lowest key its block
+	-- can hold: v under pooled-lo (v..v+size-1) and under pooled for START (a block of its
+	-- own), v - size + 1 otherwise under pooled. (The CASE is in parentheses: PL/pgSQL ends
+	-- an IF condition at the first THEN.)
+	IF used >= (CASE WHEN called THEN last::numeric + 1 WHEN last = start THEN last
+			ELSE last::numeric - size + 1 END) THEN
+		-- The next nextval is then used + size, never less than before: pooled-lo's block
+		-- starts there, pooled's at used + 1. MINVALUE bounds setval.
+		PERFORM setval(seq, greatest(used, minv));
 	END IF;
 END
 `
@@ -359,11 +373,15 @@ const adoptDown = `	IF ident <> '' AND seq = own THEN
 		EXECUTE format('ALTER SEQUENCE %s INCREMENT BY 1', seq);
 	END IF;
 	EXECUTE format('SELECT max(%I) FROM %s', col, tbl) INTO max_id;
-	last := pg_sequence_last_value(seq);
-	-- Past max(key) and past the end of the last block reserved, whichever is later.
-	target := greatest(max_id, CASE WHEN last > maxv - (size - 1) THEN maxv ELSE last + (size - 1) END);
-	IF target > last OR (last IS NULL AND target >= start) THEN
-		PERFORM setval(seq, target);
+	EXECUTE format('SELECT last_value, is_called FROM %s', seq) INTO last, called;
+	-- The highest key that may be in use or reserved: max(key); once called, the end of the
+	-- block of the last nextval, capped at MAXVALUE; before, at most last_value - 1.
+	used := greatest(max_id, CASE WHEN called THEN least(last::numeric + size - 1, maxv)::bigint
+		WHEN last > minv THEN last - 1 END);
+	-- INCREMENT 1 hands out last + 1 next once called, last before: move only past a key in
+	-- use, never backwards.
+	IF used >= (CASE WHEN called THEN last::numeric + 1 ELSE last END) THEN
+		PERFORM setval(seq, used);
 	END IF;
 END
 `
