@@ -146,7 +146,7 @@ func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {
 		return err
 	}
 	size := r.createBatchSize()
-	err = db.Transaction(func(tx *gorm.DB) error {
+	err = transaction(db, func(tx *gorm.DB) error {
 		return tx.Session(&gorm.Session{SkipDefaultTransaction: true}).CreateInBatches(rows, size).Error
 	})
 	if err != nil {

@@ -3,7 +3,11 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"gorm.io/gorm"
 )
@@ -20,8 +24,11 @@ import (
 // caller's transaction, with multi-row INSERTs instead of COPY.
 //
 // When db is already in a transaction (tx from InTx or db.Transaction), InTx runs fn in
-// a nested transaction, a savepoint, as db.Transaction does, and opts are ignored; when
-// db is bound to a *sql.Conn (db.Connection), the transaction begins on that connection.
+// a savepoint of it, and rolls back to the savepoint when fn fails (or panics), so that
+// the caller's transaction goes on without fn's writes; opts are ignored. InTx takes the
+// savepoint itself, also when gorm.Config.DisableNestedTransaction makes db.Transaction
+// take none. When db is bound to a *sql.Conn (db.Connection), the transaction begins on
+// that connection.
 //
 // ctx is the context of the transaction: cancelling it rolls the transaction back.
 // Conditions chained on db (Where, Order, …) are not carried into tx. InTx is safe for
@@ -30,7 +37,7 @@ func InTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error, opts ...
 	db = db.Session(&gorm.Session{NewDB: true, Context: ctx})
 	switch pool := unwrapPool(db.Statement.ConnPool).(type) {
 	case gorm.TxCommitter:
-		return db.Transaction(fn)
+		return inSavepoint(db, fn)
 	case *sql.Conn:
 		return beginOn(db, pool, fn, opts)
 	default:
@@ -42,6 +49,46 @@ func InTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error, opts ...
 			return beginOn(c, conn, fn, opts)
 		})
 	}
+}
+
+// transaction runs fn in a transaction of its own on db's pool or connection, or in a
+// savepoint when db is already in a transaction.
+func transaction(db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	if inTransaction(db.Statement.ConnPool) {
+		return inSavepoint(db, fn)
+	}
+	return db.Transaction(fn)
+}
+
+// savepoints numbers the savepoints inSavepoint takes, so that no two share a name.
+var savepoints atomic.Uint64
+
+// inSavepoint runs fn in a savepoint of tx's transaction, and rolls back to it when fn
+// returns an error or panics. It takes the savepoint itself rather than through
+// db.Transaction, which takes none when gorm.Config.DisableNestedTransaction is set: a
+// batch write that stops half-way must leave nothing behind in the caller's transaction.
+//
+// The rollback runs even when tx's context has ended (context.WithoutCancel); a
+// successful fn's savepoint is not released, as GORM's are not: it ends with the
+// transaction.
+func inSavepoint(tx *gorm.DB, fn func(tx *gorm.DB) error) (err error) {
+	name := "seqrepo_sp_" + strconv.FormatUint(savepoints.Add(1), 10)
+	if err := tx.SavePoint(name).Error; err != nil {
+		return err
+	}
+	panicked := true
+	defer func() {
+		if !panicked && err == nil {
+			return
+		}
+		undo := tx.Session(&gorm.Session{NewDB: true, Context: context.WithoutCancel(tx.Statement.Context)})
+		if rerr := undo.RollbackTo(name).Error; rerr != nil && err != nil {
+			err = errors.Join(err, fmt.Errorf("repo: roll back to savepoint %s: %w", name, rerr))
+		}
+	}()
+	err = fn(tx.Session(&gorm.Session{NewDB: true}))
+	panicked = false
+	return err
 }
 
 // beginOn runs fn in a transaction begun on conn, registered in txConns while fn runs.
