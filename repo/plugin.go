@@ -39,7 +39,10 @@ const callbackName = "seqrepo:assign_keys"
 // the shared allocator when the statement runs on the pool (so concurrent statements
 // share one refill), through Allocator.Using when it runs in a transaction or on a
 // *sql.Conn (so a pool whose last connection the transaction holds cannot deadlock).
-// Keys are assigned before GORM's own default transaction begins.
+// For the same reason such a statement never waits for another goroutine that is
+// making the allocator: it checks the sequence on its own connection, and the first
+// allocator made is the one kept. Keys are assigned before GORM's own default
+// transaction begins.
 //
 // A Plugin belongs to the one *gorm.DB it was registered on (and the sessions and
 // transactions derived from it). All its methods are safe for concurrent use.
@@ -54,8 +57,9 @@ type Plugin struct {
 
 	models sync.Map // *schema.Schema → *modelEntry
 
-	mu     sync.Mutex                      // protects allocs; never held across a round trip
-	allocs map[idgen.Config]*allocatorSlot // one per sequence configuration
+	mu     sync.Mutex                        // protects allocs and making; never held across a round trip
+	allocs map[idgen.Config]*idgen.Allocator // the shared allocator of each sequence configuration, once made
+	making map[idgen.Config]*making          // a pool caller's idgen.New in flight, which other pool callers wait for
 }
 
 // modelEntry caches parseModel's answer for one schema: m is nil for an untagged model.
@@ -64,10 +68,10 @@ type modelEntry struct {
 	err error
 }
 
-// allocatorSlot is one allocator being made or made. done is closed when a and err are set.
-type allocatorSlot struct {
+// making is one pool caller's idgen.New. done is closed when err is set; nil means the
+// allocator is in Plugin.allocs.
+type making struct {
 	done chan struct{}
-	a    *idgen.Allocator
 	err  error
 }
 
@@ -103,7 +107,7 @@ func WithAllocationSize(n int) PluginOption {
 
 // NewPlugin returns a Plugin to register with db.Use.
 func NewPlugin(opts ...PluginOption) *Plugin {
-	p := &Plugin{allocs: map[idgen.Config]*allocatorSlot{}}
+	p := &Plugin{allocs: map[idgen.Config]*idgen.Allocator{}, making: map[idgen.Config]*making{}}
 	for _, opt := range opts {
 		if err := opt(p); err != nil && p.optErr == nil {
 			p.optErr = err
@@ -326,50 +330,74 @@ func unwrapPool(pool gorm.ConnPool) gorm.ConnPool {
 	}
 }
 
-// allocator returns the shared allocator for cfg, making it on first use. Concurrent
-// first users wait for one idgen.New; if it fails because its caller's context ended,
-// the next waiter tries again, else they all get its error (and a later call retries).
+// allocator returns the shared allocator for cfg, making it on first use.
 //
 // q is the connection the caller is on. idgen.New checks the sequence with a query on
 // the Querier it is given, and the allocator then refills through that Querier, which
-// must be the pool. When q is a transaction or connection the caller holds, the pool may
-// have no connection left for the check (a one-connection pool), so the check is routed
-// to q: only New's own query sees the routing context.
+// must be the pool. Callers on the pool wait for one idgen.New; if it fails because its
+// caller's context ended, the next waiter tries again, else they all get its error (and
+// a later call retries).
+//
+// A caller on a transaction or connection it holds (q is not the pool) never waits for
+// another goroutine's idgen.New, which may itself be waiting for a pool connection that
+// only this caller can give back (a one-connection pool, or the pool's last). It makes
+// an allocator of its own, with the check routed to q (only New's own query sees the
+// routing context), and keeps whichever allocator is installed first.
 func (p *Plugin) allocator(ctx context.Context, cfg idgen.Config, q idgen.Querier) (*idgen.Allocator, error) {
+	held := !samePool(q, p.pool)
 	for {
 		p.mu.Lock()
-		slot := p.allocs[cfg]
-		if slot == nil {
-			slot = &allocatorSlot{done: make(chan struct{})}
-			p.allocs[cfg] = slot
+		if a := p.allocs[cfg]; a != nil {
 			p.mu.Unlock()
-			checkCtx := ctx
-			if !samePool(q, p.pool) {
-				checkCtx = context.WithValue(ctx, checkOnKey{}, q)
+			return a, nil
+		}
+		if held {
+			p.mu.Unlock()
+			a, err := idgen.New(context.WithValue(ctx, checkOnKey{}, q), poolQuerier{p.pool}, cfg)
+			if err != nil {
+				return nil, err
 			}
-			slot.a, slot.err = idgen.New(checkCtx, poolQuerier{p.pool}, cfg)
-			if slot.err != nil {
-				p.mu.Lock()
-				delete(p.allocs, cfg)
-				p.mu.Unlock()
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.installLocked(cfg, a), nil
+		}
+		m := p.making[cfg]
+		if m == nil {
+			m = &making{done: make(chan struct{})}
+			p.making[cfg] = m
+			p.mu.Unlock()
+			a, err := idgen.New(ctx, poolQuerier{p.pool}, cfg)
+			p.mu.Lock()
+			delete(p.making, cfg)
+			if err == nil {
+				a = p.installLocked(cfg, a)
 			}
-			close(slot.done)
-			return slot.a, slot.err
+			m.err = err
+			p.mu.Unlock()
+			close(m.done)
+			return a, err
 		}
 		p.mu.Unlock()
 		select {
-		case <-slot.done:
-			if slot.err == nil {
-				return slot.a, nil
+		case <-m.done:
+			if m.err != nil && !errors.Is(m.err, context.Canceled) && !errors.Is(m.err, context.DeadlineExceeded) {
+				return nil, m.err
 			}
-			if !errors.Is(slot.err, context.Canceled) && !errors.Is(slot.err, context.DeadlineExceeded) {
-				return nil, slot.err
-			}
-			// The maker gave up; try again ourselves.
+			// Made, or the maker gave up: look again, and make it ourselves if need be.
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// installLocked makes a the shared allocator for cfg unless one is already installed,
+// and returns the one that is. p.mu must be held.
+func (p *Plugin) installLocked(cfg idgen.Config, a *idgen.Allocator) *idgen.Allocator {
+	if have := p.allocs[cfg]; have != nil {
+		return have
+	}
+	p.allocs[cfg] = a
+	return a
 }
 
 // samePool reports whether a and b are the same connection pool, transaction or connection.
