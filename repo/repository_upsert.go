@@ -21,10 +21,14 @@ type OnConflict struct {
 	Columns []string
 	// Update lists the columns a conflicting row takes from the input row (ON CONFLICT
 	// DO UPDATE SET col = EXCLUDED.col). With neither Update nor UpdateAll the
-	// conflicting row is left as it is (DO NOTHING).
+	// conflicting row is left as it is (DO NOTHING). A column named here that the INSERT
+	// leaves to its database default (see Copy) takes that default, as EXCLUDED does:
+	// an updated_at with DEFAULT now(), say, is refreshed.
 	Update []string
-	// UpdateAll updates every written column except the key, Columns and
-	// autoCreateTime columns.
+	// UpdateAll updates every column the call writes except the key, Columns and
+	// autoCreateTime columns. A column whose default the database supplies and that is
+	// zero in every input row is not written, so not updated either: the stored value
+	// stays, as with GORM's own UpdateAll.
 	UpdateAll bool
 }
 
@@ -89,6 +93,7 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 			return err
 		}
 		fields := r.prepare(ctx, rows, plan.force)
+		plan := plan.writing(fields)
 		order, err := r.upsertOrder(ctx, pool, types, plan, rows)
 		if err != nil {
 			return err
@@ -163,9 +168,27 @@ func (r *Repository[T]) upsertOrder(ctx context.Context, pool gorm.ConnPool, typ
 
 // upsertPlan is an OnConflict resolved against the model.
 type upsertPlan struct {
-	conflict []*schema.Field
-	update   []*schema.Field
-	force    map[*schema.Field]bool // columns every batch writes: the conflict columns
+	conflict  []*schema.Field
+	update    []*schema.Field
+	updateAll bool
+	force     map[*schema.Field]bool // columns every batch writes: the conflict columns
+}
+
+// writing returns the plan for an INSERT of fields: with UpdateAll, only the columns in
+// fields are updated. A column left out of the INSERT (a database default, zero in every
+// row) would otherwise be set to EXCLUDED's value, its DEFAULT, over the stored one.
+func (p *upsertPlan) writing(fields []*schema.Field) *upsertPlan {
+	if !p.updateAll {
+		return p
+	}
+	c := *p
+	c.update = nil
+	for _, f := range p.update {
+		if indexOf(fields, f) >= 0 {
+			c.update = append(c.update, f)
+		}
+	}
+	return &c
 }
 
 func (r *Repository[T]) upsertPlan(on OnConflict) (*upsertPlan, error) {
@@ -213,6 +236,7 @@ func (r *Repository[T]) upsertPlan(on OnConflict) (*upsertPlan, error) {
 		p.update = append(p.update, f)
 	}
 	if on.UpdateAll {
+		p.updateAll = true
 		for _, f := range r.m.columns {
 			if f != r.m.create.PrioritizedPrimaryField && !p.force[f] && f.AutoCreateTime == 0 {
 				p.update = append(p.update, f)
