@@ -104,8 +104,8 @@ type Cluster struct {
 	// mu serialises Restart and Stop and protects the following fields. It is held for the whole of a
 	// shutdown and start (long operations are the point of it); DSN, SocketDir and Port never take it.
 	mu      sync.Mutex
-	pm      *postmaster // the running server; nil once Stop ran or when a Restart failed
-	stopped bool        // Stop has run
+	pm      *daemon // the running server; nil once Stop ran or when a Restart failed
+	stopped bool    // Stop has run
 }
 
 // Start creates a cluster in a new private temporary directory with initdb, starts PostgreSQL on it and waits
@@ -212,7 +212,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	if c.pm != nil {
 		pm := c.pm
 		c.pm = nil
-		if err := pm.shutdown(ctx); err != nil {
+		if err := pm.shutdown(ctx, syscall.SIGINT); err != nil {
 			return fmt.Errorf("pgtest: restart: %w", err)
 		}
 		// A new postmaster refuses to start while children of the old one still hold its shared memory.
@@ -240,7 +240,7 @@ func (c *Cluster) Stop() error {
 	if pm := c.pm; pm != nil {
 		c.pm = nil
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		_ = pm.shutdown(ctx) // a timeout only means the server was killed, which is still stopped
+		_ = pm.shutdown(ctx, syscall.SIGINT) // a timeout only means the server was killed, which is still stopped
 		cancel()
 		ctx, cancel = context.WithTimeout(context.Background(), drainTimeout)
 		_ = pm.waitDrained(ctx) // best effort: children of a killed server exit on their own
@@ -281,12 +281,25 @@ func (c *Cluster) initdb(ctx context.Context, initdb string) error {
 
 // startPostmaster starts the server and waits, bounded by ctx, until it accepts connections. On failure the
 // server has exited and the error, which the caller prefixes, quotes the end of its log.
-func (c *Cluster) startPostmaster(ctx context.Context) (*postmaster, error) {
-	logFile, err := os.OpenFile(filepath.Join(c.dir, "postgres.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+func (c *Cluster) startPostmaster(ctx context.Context) (*daemon, error) {
+	cmd := exec.Command(c.postgres, c.args...)
+	cmd.Dir = c.dir
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = c.sysProcAttr()
+	return startDaemon(ctx, cmd, filepath.Join(c.dir, "postgres.log"), c.cred, readyMessage, nil)
+}
+
+// startDaemon starts cmd (a postgres or pgbouncer whose Dir, Env and SysProcAttr are set), copies its output to
+// logPath, and waits, bounded by ctx, until the output shows ready. onLine, unless nil, sees every line of the
+// output, from one goroutine. On failure the process has exited and the error quotes the end of its output.
+func startDaemon(ctx context.Context, cmd *exec.Cmd, logPath string, cred *syscall.Credential, ready string,
+	onLine func(string)) (*daemon, error) {
+	name := filepath.Base(cmd.Path)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if err := chown(logFile.Name(), c.cred); err != nil {
+	if err := chown(logFile.Name(), cred); err != nil {
 		logFile.Close()
 		return nil, err
 	}
@@ -295,44 +308,42 @@ func (c *Cluster) startPostmaster(ctx context.Context) (*postmaster, error) {
 		logFile.Close()
 		return nil, err
 	}
-	cmd := exec.Command(c.postgres, c.args...)
-	cmd.Dir = c.dir
-	cmd.Env = serverEnv()
 	cmd.Stdout = w
 	cmd.Stderr = w
-	cmd.SysProcAttr = c.sysProcAttr()
 	wait, err := startLocked(cmd)
-	w.Close() // the server and its children hold the write end now
+	w.Close() // the process and its children hold the write end now
 	if err != nil {
 		r.Close()
 		logFile.Close()
-		return nil, fmt.Errorf("starting postgres: %w", err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	pm := &postmaster{
-		proc:    cmd.Process,
-		ready:   make(chan struct{}),
-		exited:  make(chan struct{}),
-		drained: make(chan struct{}),
+	d := &daemon{
+		proc:         cmd.Process,
+		readyMessage: ready,
+		onLine:       onLine,
+		ready:        make(chan struct{}),
+		exited:       make(chan struct{}),
+		drained:      make(chan struct{}),
 	}
 	go func() {
-		pm.exitErr = <-wait
-		close(pm.exited)
+		d.exitErr = <-wait
+		close(d.exited)
 	}()
-	go pm.readLog(r, logFile)
+	go d.readLog(r, logFile)
 
 	select {
-	case <-pm.ready:
-		return pm, nil
-	case <-pm.exited:
-		// Let the reader catch the last lines before quoting them; the server's children are gone or going.
+	case <-d.ready:
+		return d, nil
+	case <-d.exited:
+		// Let the reader catch the last lines before quoting them; the process's children are gone or going.
 		drainCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		_ = pm.waitDrained(drainCtx)
+		_ = d.waitDrained(drainCtx)
 		cancel()
-		return nil, fmt.Errorf("postgres exited before it was ready (%v); end of its log:\n%s", pm.exitErr, pm.logTail())
+		return nil, fmt.Errorf("%s exited before it was ready (%v); end of its log:\n%s", name, d.exitErr, d.logTail())
 	case <-ctx.Done():
-		_ = pm.proc.Signal(syscall.SIGKILL)
-		<-pm.exited
-		return nil, fmt.Errorf("waiting for postgres to be ready: %w; end of its log:\n%s", context.Cause(ctx), pm.logTail())
+		_ = d.proc.Signal(syscall.SIGKILL)
+		<-d.exited
+		return nil, fmt.Errorf("waiting for %s to be ready: %w; end of its log:\n%s", name, context.Cause(ctx), d.logTail())
 	}
 }
 
@@ -381,22 +392,24 @@ func startLocked(cmd *exec.Cmd) (<-chan error, error) {
 	return waited, nil
 }
 
-// postmaster is one run of the server process.
-type postmaster struct {
-	proc    *os.Process
-	ready   chan struct{} // closed when the log says the server accepts connections
-	exited  chan struct{} // closed when the postmaster has exited; exitErr is set before
-	exitErr error
-	drained chan struct{} // closed when every process holding the log pipe (postmaster and children) is gone
+// daemon is one run of a server process: a postmaster or a pgbouncer.
+type daemon struct {
+	proc         *os.Process
+	readyMessage string        // what the process logs once it accepts connections
+	onLine       func(string)  // called with every line of the log, from readLog; may be nil
+	ready        chan struct{} // closed when the log says the server accepts connections
+	exited       chan struct{} // closed when the process has exited; exitErr is set before
+	exitErr      error
+	drained      chan struct{} // closed when every process holding the log pipe (it and its children) is gone
 
 	mu   sync.Mutex // protects tail
 	tail []string   // the last logTailLines lines of the log
 }
 
 // readLog copies the server's output to logFile, keeps its tail for error messages, and closes ready when
-// the readiness message appears. It returns when the postmaster and all its children have closed the pipe.
-func (pm *postmaster) readLog(r, logFile *os.File) {
-	defer close(pm.drained)
+// the readiness message appears. It returns when the process and all its children have closed the pipe.
+func (d *daemon) readLog(r, logFile *os.File) {
+	defer close(d.drained)
 	defer r.Close()
 	defer logFile.Close()
 	br := bufio.NewReader(r)
@@ -405,15 +418,18 @@ func (pm *postmaster) readLog(r, logFile *os.File) {
 		line, err := br.ReadString('\n')
 		if line != "" {
 			_, _ = logFile.WriteString(line)
-			pm.mu.Lock()
-			pm.tail = append(pm.tail, strings.TrimRight(line, "\n"))
-			if len(pm.tail) > logTailLines {
-				pm.tail = pm.tail[len(pm.tail)-logTailLines:]
+			d.mu.Lock()
+			d.tail = append(d.tail, strings.TrimRight(line, "\n"))
+			if len(d.tail) > logTailLines {
+				d.tail = d.tail[len(d.tail)-logTailLines:]
 			}
-			pm.mu.Unlock()
-			if !ready && strings.Contains(line, readyMessage) {
+			d.mu.Unlock()
+			if d.onLine != nil {
+				d.onLine(line)
+			}
+			if !ready && strings.Contains(line, d.readyMessage) {
 				ready = true
-				close(pm.ready)
+				close(d.ready)
 			}
 		}
 		if err != nil {
@@ -422,31 +438,32 @@ func (pm *postmaster) readLog(r, logFile *os.File) {
 	}
 }
 
-func (pm *postmaster) logTail() string {
-	pm.mu.Lock()
-	defer pm.mu.Unlock()
-	return strings.Join(pm.tail, "\n")
+func (d *daemon) logTail() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.tail, "\n")
 }
 
-// shutdown asks for a fast shutdown (SIGINT) and waits for the postmaster to exit. If ctx ends first, the
-// postmaster is killed and the error says so; shutdown returns only after the postmaster has exited.
-func (pm *postmaster) shutdown(ctx context.Context) error {
-	_ = pm.proc.Signal(syscall.SIGINT) // fails only when it has already exited
+// shutdown sends sig (SIGINT is a postmaster's fast shutdown, SIGTERM a pgbouncer's) and waits for the process
+// to exit. If ctx ends first, the process is killed and the error says so; shutdown returns only after the
+// process has exited.
+func (d *daemon) shutdown(ctx context.Context, sig syscall.Signal) error {
+	_ = d.proc.Signal(sig) // fails only when it has already exited
 	select {
-	case <-pm.exited:
+	case <-d.exited:
 		return nil
 	case <-ctx.Done():
-		_ = pm.proc.Signal(syscall.SIGKILL)
-		<-pm.exited
+		_ = d.proc.Signal(syscall.SIGKILL)
+		<-d.exited
 		return fmt.Errorf("fast shutdown did not finish, server killed: %w", context.Cause(ctx))
 	}
 }
 
-// waitDrained waits, bounded by ctx, until the postmaster's children have exited too. After a fast shutdown
+// waitDrained waits, bounded by ctx, until the process's children have exited too. After a fast shutdown
 // that is immediate; after a kill they notice the postmaster's death and exit on their own.
-func (pm *postmaster) waitDrained(ctx context.Context) error {
+func (d *daemon) waitDrained(ctx context.Context) error {
 	select {
-	case <-pm.drained:
+	case <-d.drained:
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)

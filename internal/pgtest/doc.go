@@ -16,10 +16,33 @@
 //		...
 //	}
 //
+// Code without a test, such as Example functions, gets a database from CreateDatabase, typically in a Setup
+// that Run calls before the tests; Run drops it afterwards:
+//
+//	var exampleDSN string
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(pgtest.Run(m, pgtest.Setup(func(ctx context.Context) (err error) {
+//			exampleDSN, err = pgtest.CreateDatabase(ctx, migrated)
+//			return err
+//		})))
+//	}
+//
 // The databases live on one shared server. When DATABASE_URL is set, that is the server: the tests create and
 // drop their own databases there and touch nothing else, and a failed test's database is kept and its name
 // logged so it can be inspected. Otherwise the first NewDatabase starts an ephemeral cluster, which Run stops.
 // Server returns the shared server's admin DSN, for tests that need to look at it from outside.
+//
+// # PgBouncer
+//
+// With SEQREPO_TEST_PGBOUNCER=1 (PgBouncerEnv) in its environment, a test process reaches its databases
+// through PgBouncer: pgtest starts a PgBouncer in transaction pooling mode in front of the shared server, and
+// NewDatabase and CreateDatabase, which still create the databases on the server, return DSNs through it, in
+// the pgx exec mode that transaction pooling needs (PgBouncerExecMode). A test that needs a session of its
+// own (session advisory locks, SET, LISTEN, pg_backend_pid) asks for a Direct DSN; template setups, which run
+// migrations, always get one. RerunThroughPgBouncer, called from a test, runs a package's tests a second time
+// that way, as part of a plain go test, and fails unless PgBouncer served every database handed out through
+// it. StartPgBouncer starts one directly, in front of any server.
 //
 // A test that must break the server, for instance restart it in the middle of an ingest, starts one of its own,
 // and so does seqbench when it is given no DSN:
@@ -37,12 +60,16 @@
 // Without Options.Durable it runs with fsync, synchronous_commit and full_page_writes off: fast, and fine for
 // data that is thrown away.
 //
-// Nothing is left behind. Stop and Run remove the server and its directory. If the process dies without them
-// (a panic, a kill, go test -timeout), the kernel kills the server with it (a parent-death signal, on Linux),
-// and the next Start, in any process, removes directories whose owner process is gone, killing a server still
-// running in one.
+// Nothing is left behind. Stop and Run remove the server and its directory, and PgBouncer and its. If the
+// process dies without them (a panic, a kill, go test -timeout), the kernel kills the server and PgBouncer
+// with it (a parent-death signal, on Linux), and the next Start or StartPgBouncer, in any process, removes
+// directories whose owner process is gone, killing a server or PgBouncer still running in one.
 //
 // The server binaries are found on PATH, else in `pg_config --bindir`, else in the highest version under
 // /usr/lib/postgresql/*/bin. Without them and without DATABASE_URL, tests fail, never skip, with a message
 // that says to install the PostgreSQL server package (Debian: apt-get install postgresql) or set DATABASE_URL.
+// pgbouncer is found on PATH, else in /usr/sbin; without it a test that needs it fails the same way.
+//
+// NewDatabase, CreateDatabase, Server, Start and StartPgBouncer are safe for concurrent use, and so are
+// Cluster's and PgBouncer's methods.
 package pgtest

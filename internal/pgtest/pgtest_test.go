@@ -25,7 +25,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-func TestMain(m *testing.M) { os.Exit(Run(m)) }
+func TestMain(m *testing.M) {
+	if msg := os.Getenv(setupFailEnv); msg != "" {
+		// TestSetupFailure's child: a Setup that fails.
+		os.Exit(Run(m, Setup(func(context.Context) error { return errors.New(msg) })))
+	}
+	os.Exit(Run(m))
+}
+
+// setupFailEnv tells a re-executed test binary to give Run a Setup that fails with the variable's value.
+const setupFailEnv = "PGTEST_SETUP_FAIL"
 
 // crashModeEnv tells a re-executed test binary to run TestCrashChild: start a cluster and die without Stop.
 const crashModeEnv = "PGTEST_CRASH_MODE"
@@ -163,6 +172,14 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(3)
 	}
 	fmt.Printf("PGTEST_CRASH pid=%d dir=%s\n", c.pid(), c.SocketDir())
+	if mode == "pgbouncer" {
+		b, err := StartPgBouncer(context.Background(), c.DSN("postgres"), PgBouncerOptions{})
+		if err != nil {
+			fmt.Printf("PGTEST_CRASH error=%v\n", err)
+			os.Exit(3)
+		}
+		fmt.Printf("PGTEST_CRASH_PGBOUNCER pid=%d dir=%s\n", b.pid(), b.SocketDir())
+	}
 	if mode == "panic" {
 		panic("pgtest: crashing on purpose, without Stop")
 	}
@@ -795,5 +812,47 @@ func waitNoProcessIn(ctx context.Context, dir string) error {
 			return fmt.Errorf("processes still running in %s: %v", dir, left)
 		case <-tick.C:
 		}
+	}
+}
+
+func TestSetupFailure(t *testing.T) {
+	cmd := exec.CommandContext(testContext(t), os.Args[0], "-test.run=^TestNewDatabase$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), setupFailEnv+"=migration 3 is broken")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Fatalf("child exited with %v, want exit status 1:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "pgtest: setup before the tests: migration 3 is broken") {
+		t.Errorf("child output does not quote the setup error:\n%s", out)
+	}
+	if strings.Contains(string(out), "=== RUN") {
+		t.Errorf("tests ran after a failed setup:\n%s", out)
+	}
+}
+
+func TestCreateDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn, err := CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := dbName(t, dsn)
+	if got := queryString(t, ctx, connect(t, ctx, dsn), "SELECT current_database()"); got != name {
+		t.Errorf("connected to %q, want %q", got, name)
+	}
+	// Nothing drops it before Run does.
+	shared.mu.Lock()
+	_, tracked := shared.databases[name]
+	shared.mu.Unlock()
+	if !tracked {
+		t.Errorf("database %s is not tracked for Run to drop", name)
+	}
+	if _, err := CreateDatabase(ctx, WithTemplate("broken-create", func(context.Context, string) error {
+		return errors.New("no such migration")
+	})); err == nil || !strings.Contains(err.Error(), "no such migration") {
+		t.Errorf("CreateDatabase with a failing template: %v", err)
 	}
 }

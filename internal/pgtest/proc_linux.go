@@ -61,16 +61,15 @@ func procStat(pid int) (state byte, start uint64, err error) {
 	return fields[0][0], start, nil
 }
 
-// isPostmasterOf reports whether process pid is a server running on dataDir: the postmaster's working
-// directory is its data directory. This guards against killing an unrelated process that reused the pid.
-func isPostmasterOf(pid int, dataDir string) bool {
+// runsIn reports whether process pid has dir as its working directory.
+func runsIn(pid int, dir string) bool {
 	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
 	if err != nil {
 		return false
 	}
-	want, err := filepath.EvalSymlinks(dataDir)
+	want, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		want = dataDir
+		want = dir
 	}
 	return cwd == want
 }

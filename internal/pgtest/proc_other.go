@@ -19,5 +19,5 @@ func processAlive(pid int) bool {
 // processStartTime is unknown outside Linux.
 func processStartTime(int) uint64 { return 0 }
 
-// isPostmasterOf cannot tell outside Linux, so the sweep never kills a process it cannot identify.
-func isPostmasterOf(int, string) bool { return false }
+// runsIn cannot tell outside Linux, so the sweep never kills a process it cannot identify.
+func runsIn(int, string) bool { return false }

@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	// dirPrefix names cluster directories, so the sweep can find them.
+	// dirPrefix names cluster and PgBouncer directories, so the sweep can find them.
 	dirPrefix = "seqrepo-pgtest-"
 	// ownerFile, in a cluster directory, holds "<pid> <start time>" of the process that owns it.
 	ownerFile = "owner"
@@ -25,7 +25,7 @@ const (
 	maxSocketPath = 106
 	// ownerlessGrace is how long a cluster directory without an owner file is presumed to be in creation.
 	ownerlessGrace = time.Minute
-	// killTimeout bounds the wait for a killed stale postmaster to go away.
+	// killTimeout bounds the wait for a killed stale postmaster or pgbouncer to go away.
 	killTimeout = 10 * time.Second
 )
 
@@ -168,19 +168,15 @@ func ownerAlive(dir string) bool {
 	return start == 0 || now == 0 || now == start
 }
 
-// removeClusterDir kills the server still running in cluster directory dir, if any, removes the System V
-// shared memory segment it leaves, and removes dir.
+// removeClusterDir kills the server still running in directory dir, if any, and removes dir. dir is a cluster's
+// (the postmaster's pid file is dir/data/postmaster.pid; a killed postmaster also leaves a System V shared
+// memory segment, which is removed too) or a PgBouncer's (pid file dir/pgbouncer.pid).
 func removeClusterDir(dir string) error {
 	dataDir := filepath.Join(dir, "data")
 	if b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid")); err == nil {
 		lines := strings.Split(string(b), "\n")
 		pid, _ := strconv.Atoi(strings.TrimSpace(lines[0]))
-		if processAlive(pid) && isPostmasterOf(pid, dataDir) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
-			_ = waitGone(ctx, pid)
-			cancel()
-		}
+		killIn(pid, dataDir)
 		// Line 7 is "<shared memory key> <shared memory id>".
 		if !processAlive(pid) && len(lines) > 6 {
 			var key, id int
@@ -189,7 +185,23 @@ func removeClusterDir(dir string) error {
 			}
 		}
 	}
+	if b, err := os.ReadFile(filepath.Join(dir, bouncerPidFile)); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		killIn(pid, dir)
+	}
 	return os.RemoveAll(dir)
+}
+
+// killIn kills process pid, and waits a while for it to go, if it is alive and runs in directory dir (its
+// working directory: a postmaster's is its data directory, and pgtest starts pgbouncer in its own directory).
+// Checking the directory guards against killing an unrelated process that reused the pid.
+func killIn(pid int, dir string) {
+	if processAlive(pid) && runsIn(pid, dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		_ = waitGone(ctx, pid)
+		cancel()
+	}
 }
 
 // waitGone waits until process pid has exited, or ctx ends.
