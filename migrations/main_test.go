@@ -3,7 +3,6 @@ package migrations_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	"testing"
 
@@ -22,32 +21,11 @@ func TestMain(m *testing.M) {
 		// A helper process re-executed by a test: it uses its parent's database.
 		os.Exit(m.Run())
 	}
-	exampleDSN = pgtest.NewDatabase(&mainTB{ctx: context.Background()})
-	os.Exit(pgtest.Run(m))
+	os.Exit(pgtest.Run(m, pgtest.Setup(func(ctx context.Context) (err error) {
+		exampleDSN, err = pgtest.CreateDatabase(ctx)
+		return err
+	})))
 }
-
-// mainTB lets TestMain ask pgtest for a database before any test runs. It implements the
-// methods of testing.TB that pgtest.NewDatabase calls; any other call panics on the nil
-// embedded interface, loudly. The database needs no Cleanup of its own: pgtest.Run drops
-// every database it created (or stops the cluster that holds them).
-type mainTB struct {
-	testing.TB
-	ctx context.Context
-}
-
-func (*mainTB) Helper()                      {}
-func (tb *mainTB) Context() context.Context  { return tb.ctx }
-func (*mainTB) Cleanup(func())               {}
-func (*mainTB) Failed() bool                 { return false }
-func (*mainTB) Logf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-func (*mainTB) Errorf(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, "TestMain: "+format+"\n", a...)
-}
-func (*mainTB) Fatal(a ...any) {
-	fmt.Fprintln(os.Stderr, append([]any{"TestMain:"}, a...)...)
-	os.Exit(1)
-}
-func (tb *mainTB) Fatalf(format string, a ...any) { tb.Fatal(fmt.Sprintf(format, a...)) }
 
 // open returns a connection pool for dsn, closed when the test ends.
 func open(t testing.TB, dsn string) *sql.DB {

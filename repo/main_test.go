@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -20,72 +19,27 @@ import (
 	"gorm.io/gorm/logger"
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(m, pgtest.Setup(func(ctx context.Context) (err error) {
+		exampleDSN, err = pgtest.CreateDatabase(ctx, migrated)
+		return err
+	})))
+}
 
 // exampleDSN is the database the Example functions share, migrated with the models'
 // schema: examples get no testing.TB to ask pgtest.NewDatabase for one, so TestMain
 // prepares it.
 var exampleDSN string
 
-func run(m *testing.M) int {
-	ctx := context.Background()
-	if os.Getenv("DATABASE_URL") == "" {
-		// One server for tests and examples: pgtest's shared server is DATABASE_URL's
-		// when it is set, so point it at the cluster started here.
-		c, err := pgtest.Start(ctx, pgtest.Options{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer c.Stop()
-		os.Setenv("DATABASE_URL", c.DSN("postgres"))
-	}
-	dsn, drop, err := exampleDatabase(ctx, os.Getenv("DATABASE_URL"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer drop()
-	exampleDSN = dsn
-	return pgtest.Run(m)
-}
-
-// exampleDatabase creates a database on admin's server with the migrations applied and
-// returns its DSN and a function that drops it.
-func exampleDatabase(ctx context.Context, admin string) (string, func(), error) {
-	name := fmt.Sprintf("seqrepo_repo_examples_%d", os.Getpid())
-	adb, err := sql.Open("pgx", admin)
-	if err != nil {
-		return "", nil, err
-	}
-	drop := func() {
-		adb.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		adb.Close()
-	}
-	if _, err := adb.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		adb.Close()
-		return "", nil, err
-	}
-	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		adb.Close()
-		return "", nil, err
-	}
-	dsn := strings.TrimSpace(admin) + " dbname=" + name // a later keyword overrides an earlier one
-	if u, err := url.Parse(admin); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + name
-		dsn = u.String()
-	}
+// migrated is a template database with seqrepo's migrations applied, built once.
+var migrated = pgtest.WithTemplate("migrated", func(ctx context.Context, dsn string) error {
 	db, err := sql.Open("pgx", dsn)
-	if err == nil {
-		err = migrations.Up(ctx, db)
-		db.Close()
-	}
 	if err != nil {
-		drop()
-		return "", nil, fmt.Errorf("examples database: %w", err)
+		return err
 	}
-	return dsn, drop, nil
-}
+	defer db.Close()
+	return migrations.Up(ctx, db)
+})
 
 // The driver gorm.io/driver/postgres uses, for database/sql in the template setup.
 var _ = stdlib.GetDefaultDriver
