@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
@@ -143,27 +144,35 @@ func (r *Repository[T]) copyFrom(ctx context.Context, conn *sql.Conn, table pgx.
 
 // insertRows writes rows[idx] (all rows when idx is nil) with one INSERT … SELECT FROM
 // unnest(…) on pool, the statement's connection.
-func (r *Repository[T]) insertRows(ctx context.Context, pool gorm.ConnPool, types map[string]string, fields []*schema.Field, rows []T) error {
-	sel, err := unnestSelect(types, fields, "")
+func (r *Repository[T]) insertRows(ctx context.Context, pool gorm.ConnPool, types map[string]column, fields []*schema.Field, rows []T) error {
+	src, cols, err := unnestSelect(types, fields, "")
 	if err != nil {
 		return err
 	}
-	query := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r.m.tableIdent().Sanitize(), quoteNames(fields), aliases(len(fields)), sel)
-	args := columnArrays(ctx, rows, nil, fields)
+	query := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r.m.tableIdent().Sanitize(), quoteNames(fields), strings.Join(cols, ", "), src)
+	args, err := columnArrays(ctx, types, rows, nil, fields)
+	if err != nil {
+		return err
+	}
 	_, err = r.exec(ctx, pool, query, args...)
 	return err
 }
 
 // columnArrays returns one []any per field, holding the field's value in each row of
-// rows[idx] (each row when idx is nil).
-func columnArrays[T any](ctx context.Context, rows []T, idx []int, fields []*schema.Field) []any {
+// rows[idx] (each row when idx is nil): the parameters of unnestSelect. The value of an
+// array column is its PostgreSQL text, encoded here, or nil for NULL.
+func columnArrays[T any](ctx context.Context, types map[string]column, rows []T, idx []int, fields []*schema.Field) ([]any, error) {
 	n := len(rows)
 	if idx != nil {
 		n = len(idx)
 	}
 	cols := make([][]any, len(fields))
-	for j := range cols {
+	var arrays []int // indexes of fields that are array columns
+	for j, f := range fields {
 		cols[j] = make([]any, n)
+		if types[f.DBName].array {
+			arrays = append(arrays, j)
+		}
 	}
 	for k := 0; k < n; k++ {
 		i := k
@@ -175,34 +184,61 @@ func columnArrays[T any](ctx context.Context, rows []T, idx []int, fields []*sch
 			cols[j][k], _ = f.ValueOf(ctx, rv)
 		}
 	}
+	if len(arrays) > 0 {
+		tm := pgtype.NewMap() // not safe for concurrent use: one per call
+		for _, j := range arrays {
+			f := fields[j]
+			oid := types[f.DBName].oid
+			for k, v := range cols[j] {
+				text, err := tm.Encode(oid, pgtype.TextFormatCode, v, make([]byte, 0, 32))
+				if err != nil {
+					return nil, fmt.Errorf("repo: %s.%s: %w", f.Schema.Name, f.Name, err)
+				}
+				if text == nil {
+					cols[j][k] = nil
+				} else {
+					cols[j][k] = string(text)
+				}
+			}
+		}
+	}
 	args := make([]any, len(cols))
 	for j := range cols {
 		args[j] = cols[j]
 	}
-	return args
+	return args, nil
 }
 
 // unnestSelect returns `unnest($1::t1[], …) WITH ORDINALITY AS u(c0, …, n)` for
-// fields, numbering parameters from 1; the ordinality column n is 1-based. alias names
-// the relation ("u" when empty).
-func unnestSelect(types map[string]string, fields []*schema.Field, alias string) (string, error) {
+// fields, numbering parameters from 1, and the expression of each field's value in it:
+// u.c0, …; the ordinality column n is 1-based. alias names the relation ("u" when
+// empty). An array column travels as its text and its expression casts it back
+// (u.c0::text[]): unnest of a t[][] parameter would flatten the arrays into elements.
+func unnestSelect(types map[string]column, fields []*schema.Field, alias string) (string, []string, error) {
 	if alias == "" {
 		alias = "u"
 	}
 	var b strings.Builder
+	exprs := make([]string, len(fields))
 	b.WriteString("unnest(")
 	for j, f := range fields {
-		typ, ok := types[f.DBName]
+		col, ok := types[f.DBName]
 		if !ok {
-			return "", fmt.Errorf("repo: column %q of %s is not in the table", f.DBName, f.Schema.Table)
+			return "", nil, fmt.Errorf("repo: column %q of %s is not in the table", f.DBName, f.Schema.Table)
 		}
 		if j > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "$%d::%s[]", j+1, typ)
+		exprs[j] = alias + ".c" + strconv.Itoa(j)
+		if col.array {
+			fmt.Fprintf(&b, "$%d::text[]", j+1)
+			exprs[j] += "::" + col.typ
+		} else {
+			fmt.Fprintf(&b, "$%d::%s[]", j+1, col.typ)
+		}
 	}
 	fmt.Fprintf(&b, ") WITH ORDINALITY AS %s(%s, n)", alias, aliases(len(fields)))
-	return b.String(), nil
+	return b.String(), exprs, nil
 }
 
 // aliases returns "c0, c1, …" for n columns.
@@ -282,12 +318,19 @@ func (r *Repository[T]) trace(ctx context.Context, begin time.Time, fc func() (s
 // once per Repository (and its WithTx copies).
 type tableInfo struct {
 	mu    sync.Mutex        // protects types; never held across the catalog query
-	types map[string]string // column name → SQL type, as format_type writes it
+	types map[string]column // column name → what the catalog says of it
 }
 
-// columnTypes returns the SQL type of every column of the model's table, read from the
-// catalog on pool the first time. Concurrent first callers may each read it.
-func (r *Repository[T]) columnTypes(ctx context.Context, pool gorm.ConnPool) (map[string]string, error) {
+// column is what the catalog says of one column of the model's table.
+type column struct {
+	typ   string // the SQL type, as format_type writes it
+	oid   uint32 // the type's OID
+	array bool   // an array type, or a domain over one
+}
+
+// columnTypes returns every column of the model's table, read from the catalog on pool
+// the first time. Concurrent first callers may each read it.
+func (r *Repository[T]) columnTypes(ctx context.Context, pool gorm.ConnPool) (map[string]column, error) {
 	t := r.table
 	t.mu.Lock()
 	types := t.types
@@ -295,16 +338,20 @@ func (r *Repository[T]) columnTypes(ctx context.Context, pool gorm.ConnPool) (ma
 	if types != nil {
 		return types, nil
 	}
-	types = map[string]string{}
+	types = map[string]column{}
 	err := r.query(ctx, pool, func(rows *sql.Rows) error {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
+		var name string
+		var col column
+		var oid int64
+		if err := rows.Scan(&name, &col.typ, &oid, &col.array); err != nil {
 			return err
 		}
-		types[name] = typ
+		col.oid = uint32(oid)
+		types[name] = col
 		return nil
-	}, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
-WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped`, r.m.tableIdent().Sanitize())
+	}, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid::int8, t.typcategory = 'A'
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped`, r.m.tableIdent().Sanitize())
 	if err != nil {
 		return nil, fmt.Errorf("repo: read the columns of %s: %w", r.m.schema.Table, err)
 	}

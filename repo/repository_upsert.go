@@ -139,7 +139,7 @@ func firstInserted[T any](rows []T, inserted []bool, key func(*T) int64) []bool 
 // its rows' locks in that order, so when all batches follow one order, concurrent
 // Upserts of the same rows wait for each other instead of deadlocking. One batch needs
 // no round trip: its INSERT sorts its own rows.
-func (r *Repository[T]) upsertOrder(ctx context.Context, pool gorm.ConnPool, types map[string]string, plan *upsertPlan, rows []T) ([]int, error) {
+func (r *Repository[T]) upsertOrder(ctx context.Context, pool gorm.ConnPool, types map[string]column, plan *upsertPlan, rows []T) ([]int, error) {
 	order := make([]int, 0, len(rows))
 	if len(rows) <= r.batch {
 		for i := range rows {
@@ -147,11 +147,15 @@ func (r *Repository[T]) upsertOrder(ctx context.Context, pool gorm.ConnPool, typ
 		}
 		return order, nil
 	}
-	src, err := unnestSelect(types, plan.conflict, "u")
+	src, cols, err := unnestSelect(types, plan.conflict, "u")
 	if err != nil {
 		return nil, err
 	}
-	query := fmt.Sprintf("SELECT u.n FROM %s ORDER BY %s, u.n", src, aliases(len(plan.conflict)))
+	args, err := columnArrays(ctx, types, rows, nil, plan.conflict)
+	if err != nil {
+		return nil, err
+	}
+	query := fmt.Sprintf("SELECT u.n FROM %s ORDER BY %s, u.n", src, strings.Join(cols, ", "))
 	err = r.query(ctx, pool, func(res *sql.Rows) error {
 		var n int64
 		if err := res.Scan(&n); err != nil {
@@ -159,7 +163,7 @@ func (r *Repository[T]) upsertOrder(ctx context.Context, pool gorm.ConnPool, typ
 		}
 		order = append(order, int(n-1))
 		return nil
-	}, query, columnArrays(ctx, rows, nil, plan.conflict)...)
+	}, query, args...)
 	if err == nil && len(order) != len(rows) {
 		err = fmt.Errorf("repo: Upsert %s: sorted %d of %d rows", r.m.name(), len(order), len(rows))
 	}
@@ -252,7 +256,7 @@ func (r *Repository[T]) upsertPlan(on OnConflict) (*upsertPlan, error) {
 const maxUpsertRounds = 5
 
 // upsertBatch upserts rows[idx] in tx, in the order of idx, and marks the inserted.
-func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]string, plan *upsertPlan, fields []*schema.Field, rows []T, idx []int, inserted []bool) error {
+func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, fields []*schema.Field, rows []T, idx []int, inserted []bool) error {
 	pool := tx.Statement.ConnPool
 	pending := idx // indexes into rows still without their final key
 	for round := 0; len(pending) > 0; round++ {
@@ -300,12 +304,16 @@ func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.
 
 // upsertInsert runs the INSERT … ON CONFLICT for rows[idx], taking them from unnest
 // arrays, and returns the keys it returned.
-func (r *Repository[T]) upsertInsert(ctx context.Context, pool gorm.ConnPool, types map[string]string, plan *upsertPlan, fields []*schema.Field, rows []T, idx []int) ([]int64, error) {
-	src, err := unnestSelect(types, fields, "u")
+func (r *Repository[T]) upsertInsert(ctx context.Context, pool gorm.ConnPool, types map[string]column, plan *upsertPlan, fields []*schema.Field, rows []T, idx []int) ([]int64, error) {
+	src, cols, err := unnestSelect(types, fields, "u")
 	if err != nil {
 		return nil, err
 	}
-	query := r.upsertSQL(plan, fields, src, func(f *schema.Field) string { return "u.c" + itoa(indexOf(fields, f)) }, "u.n")
+	args, err := columnArrays(ctx, types, rows, idx, fields)
+	if err != nil {
+		return nil, err
+	}
+	query := r.upsertSQL(plan, fields, src, func(f *schema.Field) string { return cols[indexOf(fields, f)] }, "u.n")
 	var keys []int64
 	err = r.query(ctx, pool, func(rows *sql.Rows) error {
 		var k int64
@@ -314,7 +322,7 @@ func (r *Repository[T]) upsertInsert(ctx context.Context, pool gorm.ConnPool, ty
 		}
 		keys = append(keys, k)
 		return nil
-	}, query, columnArrays(ctx, rows, idx, fields)...)
+	}, query, args...)
 	return keys, err
 }
 
@@ -362,17 +370,21 @@ func (r *Repository[T]) upsertSQL(plan *upsertPlan, fields []*schema.Field, src 
 
 // lookupKeys sets the key of every rows[idx] to the key of the table row with the same
 // unique key, and returns the indexes of rows that have none.
-func (r *Repository[T]) lookupKeys(ctx context.Context, pool gorm.ConnPool, types map[string]string, plan *upsertPlan, rows []T, idx []int) ([]int, error) {
+func (r *Repository[T]) lookupKeys(ctx context.Context, pool gorm.ConnPool, types map[string]column, plan *upsertPlan, rows []T, idx []int) ([]int, error) {
 	if len(idx) == 0 {
 		return nil, nil
 	}
-	src, err := unnestSelect(types, plan.conflict, "u")
+	src, cols, err := unnestSelect(types, plan.conflict, "u")
+	if err != nil {
+		return nil, err
+	}
+	args, err := columnArrays(ctx, types, rows, idx, plan.conflict)
 	if err != nil {
 		return nil, err
 	}
 	on := make([]string, len(plan.conflict))
 	for j, f := range plan.conflict {
-		on[j] = fmt.Sprintf("t.%s = u.c%d", quote(f.DBName), j)
+		on[j] = fmt.Sprintf("t.%s = %s", quote(f.DBName), cols[j])
 	}
 	query := fmt.Sprintf("SELECT u.n, t.%s FROM %s JOIN %s AS t ON %s",
 		quote(r.m.key.DBName), src, r.m.tableIdent().Sanitize(), strings.Join(on, " AND "))
@@ -387,7 +399,7 @@ func (r *Repository[T]) lookupKeys(ctx context.Context, pool gorm.ConnPool, type
 		}
 		found[n-1] = true
 		return r.setKey(&rows[idx[n-1]], key)
-	}, query, columnArrays(ctx, rows, idx, plan.conflict)...)
+	}, query, args...)
 	if err != nil {
 		return nil, err
 	}
