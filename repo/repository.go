@@ -12,6 +12,7 @@ import (
 	"github.com/seqrepo/seqrepo/idgen"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
 )
 
 // maxBindParams is PostgreSQL's limit on the parameters of one statement (the wire
@@ -40,7 +41,10 @@ type Repository[T any] struct {
 	plugin *Plugin
 	m      *model
 	batch  int
-	table  *tableInfo // shared with every WithTx copy
+	// related is the number of rows per statement for the rows GORM saves with T's in
+	// CreateAll (associations, theirs in turn, join tables): see relatedBatchSize.
+	related int
+	table   *tableInfo // shared with every WithTx copy
 	// upsertVia is how Upsert reads its input; only the benchmarks change it.
 	upsertVia upsertMethod
 }
@@ -99,11 +103,12 @@ func New[T any](db *gorm.DB, opts ...Option) (*Repository[T], error) {
 			typ.Name(), idgen.TagKey, idgen.TagKey, s.Table, idgen.DefaultAllocationSize)
 	}
 	return &Repository[T]{
-		db:     db.Session(&gorm.Session{NewDB: true}),
-		plugin: p,
-		m:      m,
-		batch:  o.batchSize,
-		table:  &tableInfo{},
+		db:      db.Session(&gorm.Session{NewDB: true}),
+		plugin:  p,
+		m:       m,
+		batch:   o.batchSize,
+		related: relatedBatchSize(s, o.batchSize),
+		table:   &tableInfo{},
 	}, nil
 }
 
@@ -135,7 +140,8 @@ func (r *Repository[T]) Create(ctx context.Context, row *T) error {
 // CreateAll inserts rows with GORM in batches (hooks and associations included), all or
 // nothing: in one transaction, or in a savepoint of the caller's. Rows without a key get
 // one first, all from one allocation. A batch never has more rows than WithBatchSize nor
-// more than fit in 65,535 bind parameters.
+// more than fit in 65,535 bind parameters, and neither has a statement of the
+// association rows GORM saves with a batch (its CreateBatchSize is set for them).
 func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
@@ -147,7 +153,9 @@ func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {
 	}
 	size := r.createBatchSize()
 	err = transaction(db, func(tx *gorm.DB) error {
-		return tx.Session(&gorm.Session{SkipDefaultTransaction: true}).CreateInBatches(rows, size).Error
+		// GORM saves a batch's associations with Create, which CreateBatchSize splits.
+		w := tx.Session(&gorm.Session{SkipDefaultTransaction: true, CreateBatchSize: r.related})
+		return w.CreateInBatches(rows, size).Error
 	})
 	if err != nil {
 		r.clearKeys(rows, assigned)
@@ -163,6 +171,58 @@ func (r *Repository[T]) createBatchSize() int {
 		n = maxBindParams / cols
 	}
 	return max(n, 1)
+}
+
+// relatedBatchSize returns the number of rows per statement for the rows GORM saves
+// with s's rows — associations, their associations in turn, many2many join rows —
+// which GORM writes with one INSERT per relation and parent batch unless CreateBatchSize
+// splits it: batch, capped so that a row of the widest of those models still fits
+// 65,535 bind parameters.
+func relatedBatchSize(s *schema.Schema, batch int) int {
+	widest := 0
+	seen := map[*schema.Schema]bool{}
+	var walk func(s *schema.Schema)
+	walk = func(s *schema.Schema) {
+		if s == nil || seen[s] {
+			return
+		}
+		seen[s] = true
+		cols := 0
+		for _, f := range s.Fields {
+			if f.DBName != "" && f.Creatable {
+				cols++
+			}
+		}
+		widest = max(widest, cols)
+		for _, rel := range relationsOf(&s.Relationships) {
+			walk(rel.FieldSchema)
+			walk(rel.JoinTable)
+		}
+	}
+	walk(s)
+	if widest > 0 && batch > maxBindParams/widest {
+		batch = maxBindParams / widest
+	}
+	return max(batch, 1)
+}
+
+// relationsOf returns the relations of rs, those of its embedded structs included.
+// GORM adds to them while it parses other models, under rs.Mux.
+func relationsOf(rs *schema.Relationships) []*schema.Relationship {
+	rs.Mux.RLock()
+	defer rs.Mux.RUnlock()
+	var out []*schema.Relationship
+	var add func(rs *schema.Relationships)
+	add = func(rs *schema.Relationships) {
+		for _, rel := range rs.Relations {
+			out = append(out, rel)
+		}
+		for _, e := range rs.EmbeddedRelations {
+			add(e)
+		}
+	}
+	add(rs)
+	return out
 }
 
 // Get returns the row with key, or an error matching ErrNotFound.
