@@ -122,7 +122,29 @@ var schemaTemplate = pgtest.WithTemplate("repo-test-schema", func(ctx context.Co
 })
 
 // pgtestDatabase returns the DSN of a fresh copy of the test schema.
-func pgtestDatabase(t testing.TB) string { return pgtest.NewDatabase(t, schemaTemplate) }
+func pgtestDatabase(t testing.TB) string { return schemaDatabase(t, false) }
+
+// schemaDatabase returns the DSN of a fresh copy of the test schema. In the rerun
+// through PgBouncer (TestThroughPgBouncer) the DSN goes through PgBouncer, unless
+// direct is set or t is one of sessionTests.
+func schemaDatabase(t testing.TB, direct bool) string {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	if _, ok := sessionTests[top]; ok || direct {
+		return pgtest.NewDatabase(t, schemaTemplate, pgtest.Direct())
+	}
+	return pgtest.NewDatabase(t, schemaTemplate)
+}
+
+// sessionTests are the tests that need a session of their own, which PgBouncer in
+// transaction pooling mode does not give, with the reason: they get a direct
+// connection even in the rerun through PgBouncer.
+var sessionTests = map[string]string{
+	// relProbe parks a write on an advisory lock that the test takes on a session of its
+	// own, then ends or cancels that write's backend. Through PgBouncer the lock stays on
+	// a pooled server connection, which the write itself may get (and then never park).
+	"TestBackendKilledMidWrite":    "a session advisory lock and pg_terminate_backend of a known backend",
+	"TestContextCancelledMidWrite": "a session advisory lock",
+}
 
 var (
 	postgresOpen = postgres.Open
@@ -144,8 +166,10 @@ func open(t testing.TB, opts ...func(*config)) (*gorm.DB, *repo.Plugin) {
 	for _, o := range opts {
 		o(&c)
 	}
-	dsn := pgtest.NewDatabase(t, schemaTemplate)
-	return openDSN(t, dsn, c)
+	// GORM's PrepareStmt prepares named statements, which PgBouncer in transaction
+	// pooling mode cannot keep (see pgtest.PgBouncerExecMode): such a test talks to
+	// PostgreSQL directly even in the rerun through PgBouncer.
+	return openDSN(t, schemaDatabase(t, c.prepare), c)
 }
 
 func openDSN(t testing.TB, dsn string, c config) (*gorm.DB, *repo.Plugin) {
