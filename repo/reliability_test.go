@@ -58,7 +58,7 @@ type relProbe struct {
 	parked  chan int // the pid of every backend that parks
 	mu      sync.Mutex
 	reached []int64 // every key a statement has sent to the server; protected by mu
-	lock    *sql.Conn
+	lock    *sql.Tx
 }
 
 const relProbeTrigger = `
@@ -128,17 +128,18 @@ func (p *relProbe) keysReached() []int64 {
 }
 
 // holdPark takes the advisory lock that a statement writing a row named "park" waits
-// for; releasePark lets it go.
+// for; releasePark lets it go. The lock belongs to a transaction, which keeps it on one
+// server connection also through a pooler in transaction mode.
 func (p *relProbe) holdPark(t *testing.T, ctx context.Context) {
 	t.Helper()
-	conn, err := p.admin.Conn(ctx)
+	tx, err := p.admin.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(6)`); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(6)`); err != nil {
 		t.Fatal(err)
 	}
-	p.lock = conn
+	p.lock = tx
 	t.Cleanup(func() { p.releasePark(t) })
 }
 
@@ -147,12 +148,11 @@ func (p *relProbe) releasePark(t *testing.T) {
 	if p.lock == nil {
 		return
 	}
-	conn := p.lock
+	tx := p.lock
 	p.lock = nil
-	if _, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(6)`); err != nil {
+	if err := tx.Rollback(); err != nil {
 		t.Error(err)
 	}
-	_ = conn.Close()
 }
 
 // awaitParked returns the pid of the next backend that parks.
@@ -1231,5 +1231,60 @@ func TestBatchOverBindLimit(t *testing.T) {
 	got, err := r.GetMany(ctx, keys)
 	if err != nil || len(got) != len(all) {
 		t.Fatalf("GetMany of %d keys: %d rows, %v", len(keys), len(got), err)
+	}
+}
+
+// TestContextCancelledBeforeCommit ends the context after a write's last statement and
+// before its COMMIT, when database/sql rolls the transaction back on its own: the call
+// must still return the context's error (not sql.ErrTxDone), and nothing is written.
+func TestContextCancelledBeforeCommit(t *testing.T) {
+	ctx := relContext(t)
+	p := relOpenProbe(t)
+	r := newRepo[Widget](t, p.db, repo.WithBatchSize(100))
+	// cancelAfterInsert, when set, is called by a callback after each GORM INSERT.
+	var cancelAfterInsert atomic.Pointer[context.CancelFunc]
+	if err := p.db.Callback().Create().After("gorm:create").Register("test:cancel", func(*gorm.DB) {
+		if cancel := cancelAfterInsert.Load(); cancel != nil {
+			(*cancel)()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	writes := []struct {
+		name  string
+		write func(ctx context.Context, cancel context.CancelFunc, rows []Widget) error
+	}{
+		{"CreateAll, cancelled after its INSERT", func(ctx context.Context, cancel context.CancelFunc, rows []Widget) error {
+			cancelAfterInsert.Store(&cancel)
+			defer cancelAfterInsert.Store(nil)
+			return r.CreateAll(ctx, rows)
+		}},
+		{"InTx, cancelled after a Copy", func(ctx context.Context, cancel context.CancelFunc, rows []Widget) error {
+			return repo.InTx(ctx, p.db, func(tx *gorm.DB) error {
+				if err := r.WithTx(tx).Copy(ctx, rows); err != nil {
+					return err
+				}
+				cancel()
+				return nil
+			})
+		}},
+		{"CopySeq, cancelled after its last batch", func(ctx context.Context, cancel context.CancelFunc, rows []Widget) error {
+			_, err := r.CopySeq(ctx, relSeq(rows), func([]Widget) error {
+				cancel()
+				return nil
+			})
+			return err
+		}},
+	}
+	for _, w := range writes {
+		t.Run(w.name, func(t *testing.T) {
+			before := dbKeys(t, p.db)
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if err := w.write(wctx, cancel, widgets(w.name, 50)); !errors.Is(err, context.Canceled) {
+				t.Fatalf("%v, want context.Canceled", err)
+			}
+			relSameWidgets(t, p.db, before)
+		})
 	}
 }
