@@ -39,15 +39,15 @@ func InTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error, opts ...
 	case gorm.TxCommitter:
 		return inSavepoint(db, fn)
 	case *sql.Conn:
-		return beginOn(db, pool, fn, opts)
+		return endedWith(ctx, beginOn(db, pool, fn, opts))
 	default:
-		return db.Connection(func(c *gorm.DB) error {
+		return endedWith(ctx, db.Connection(func(c *gorm.DB) error {
 			conn, ok := c.Statement.ConnPool.(*sql.Conn)
 			if !ok { // not database/sql underneath: a transaction without COPY
 				return c.Transaction(fn, opts...)
 			}
 			return beginOn(c, conn, fn, opts)
-		})
+		}))
 	}
 }
 
@@ -57,7 +57,19 @@ func transaction(db *gorm.DB, fn func(tx *gorm.DB) error) error {
 	if inTransaction(db.Statement.ConnPool) {
 		return inSavepoint(db, fn)
 	}
-	return db.Transaction(fn)
+	return endedWith(db.Statement.Context, db.Transaction(fn))
+}
+
+// endedWith returns the error of a transaction begun with ctx. When ctx ended after the
+// last statement, database/sql rolls the transaction back on its own, and the COMMIT
+// then fails with sql.ErrTxDone, or with ctx's error, whichever comes first; either way
+// the caller learns that the context ended, so errors.Is(err, context.Canceled) holds
+// whatever the timing.
+func endedWith(ctx context.Context, err error) error {
+	if ctx != nil && ctx.Err() != nil && errors.Is(err, sql.ErrTxDone) && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("repo: transaction rolled back: %w (%w)", ctx.Err(), err)
+	}
+	return err
 }
 
 // savepoints numbers the savepoints inSavepoint takes, so that no two share a name.
