@@ -262,6 +262,50 @@ func TestPgBouncerExecModes(t *testing.T) {
 	}
 }
 
+// TestPgBouncerSessionState is why Direct exists, and why migrations run against PostgreSQL directly: in
+// transaction pooling mode, session state stays with the server connection, not the client. A session advisory
+// lock (migrations.Up holds one) stays held after its client has moved on, where that client cannot release
+// it, and a SET reaches other clients. (PgBouncer reuses server connections last in, first out, which makes
+// this deterministic.)
+func TestPgBouncerSessionState(t *testing.T) {
+	ctx := testContext(t)
+	b := startBouncer(t, PgBouncerOptions{PoolSize: 2})
+	dsn := b.DSN(dbName(t, NewDatabase(t)))
+	c1, c2 := connect(t, ctx, dsn), connect(t, ctx, dsn)
+
+	if _, err := c1.Exec(ctx, "SELECT pg_advisory_lock(42)"); err != nil { // on server connection A
+		t.Fatal(err)
+	}
+	tx, err := c2.Begin(ctx) // takes A, the idle one
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released bool
+	if err := c1.QueryRow(ctx, "SELECT pg_advisory_unlock(42)").Scan(&released); err != nil { // on B
+		t.Fatal(err)
+	}
+	var held int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 42 AND granted").Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if released || held != 1 {
+		t.Errorf("unlock through PgBouncer: released %v, locks still held %d; want false and 1", released, held)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil { // A's session is the tx's now
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := c1.Exec(ctx, "SET seqrepo.marker = 'set by client 1'"); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, ctx, c2, "SELECT current_setting('seqrepo.marker', true)"); got != "set by client 1" {
+		t.Errorf("client 2 sees seqrepo.marker %q; want client 1's SET, which stayed on the server connection", got)
+	}
+}
+
 func TestSharedThroughPgBouncer(t *testing.T) {
 	ctx := testContext(t)
 	admin, _ := Server(t)
