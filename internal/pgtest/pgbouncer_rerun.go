@@ -29,14 +29,18 @@ var servedPattern = regexp.MustCompile(`(?m)^pgtest: PgBouncer (\S+) \(transacti
 // test, -test.count=1 and -test.v, and the parent's -test.short, -test.failfast, -test.parallel and remaining
 // time; its own TestMain must call Run. It is killed if the parent dies.
 //
-// t fails, quoting the child's output, when the child fails, runs no test, or does not report that PgBouncer
-// served every database it handed out through it (the line Run prints): a rerun that quietly went straight to
-// PostgreSQL would prove nothing. In a process that already runs through PgBouncer it does nothing.
+// t fails, quoting the child's output, when pgbouncer is not installed, when the child fails or runs no test,
+// or when the child does not report that PgBouncer served every database it handed out through it (the line
+// Run prints at exit): a rerun that quietly went straight to PostgreSQL would prove nothing. In a process that
+// already runs through PgBouncer it does nothing.
 func RerunThroughPgBouncer(t *testing.T) {
 	t.Helper()
 	if ThroughPgBouncer() {
 		t.Logf("this test process already runs through PgBouncer (%s=1): nothing to rerun", PgBouncerEnv)
 		return
+	}
+	if _, err := pgbouncerBinary(); err != nil {
+		t.Fatalf("%v: the tests run a second time through it", err) // once, instead of once per test in the child
 	}
 	args := []string{"-test.skip=^" + regexp.QuoteMeta(t.Name()) + "$", "-test.count=1", "-test.v"}
 	for _, name := range []string{"test.short", "test.failfast", "test.parallel"} {
