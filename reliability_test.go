@@ -161,12 +161,16 @@ func TestServerRestartMidIngest(t *testing.T) {
 	}
 	admin.Close()
 	dsn := c.DSN("ingest")
-	direct, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
+	// fresh returns a pool with no connection from before a restart in it.
+	fresh := func() *sql.DB {
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
 	}
-	defer direct.Close()
-	if err := migrations.Up(ctx, direct); err != nil {
+	if err := migrations.Up(ctx, fresh()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -253,6 +257,7 @@ func TestServerRestartMidIngest(t *testing.T) {
 		for range writers {
 			<-ready
 		}
+		direct := fresh()
 		lock, err := direct.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -293,6 +298,7 @@ func TestServerRestartMidIngest(t *testing.T) {
 	// DEFAULT writers after the restarts: the identity's nextval, beside the blocks
 	// the allocator holds.
 	var defaultKeys []int64
+	direct := fresh()
 	for i := range 5 {
 		var id int64
 		err := direct.QueryRowContext(ctx, `INSERT INTO commits (repository_id, author_id, sha, message, authored_at, committed_at)
