@@ -47,6 +47,9 @@
 // existing key into rows that conflicted, and reports which rows were inserted. A failed
 // CreateAll, Copy, CopySeq or Upsert writes nothing. A unique violation is a
 // *DuplicateKeyError; idgen's errors (idgen.ErrIncrementMismatch, …) come back unchanged.
+// A string field PostgreSQL cannot store (a NUL byte, invalid UTF-8) is an
+// *InvalidTextError naming the row and field (errors.Is(err, repo.ErrInvalidText)),
+// found before anything is sent.
 //
 // # Transactions
 //

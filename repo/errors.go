@@ -72,3 +72,33 @@ func translate(err error) error {
 	}
 	return err
 }
+
+// ErrInvalidText is matched (errors.Is) by the *InvalidTextError that CreateAll, Copy,
+// CopySeq and Upsert return for a row holding text PostgreSQL cannot store.
+var ErrInvalidText = errors.New("repo: invalid text")
+
+// InvalidTextError reports a string field, of a row given to CreateAll, Copy, CopySeq
+// or Upsert, that PostgreSQL's text types cannot hold: it contains a NUL byte or is not
+// valid UTF-8. The rows are checked before the write sends anything, so nothing was
+// written and no key was reserved for them; CopySeq checks each batch before it sends
+// it, and rolls back the batches it wrote before. errors.Is matches ErrInvalidText.
+//
+// The fields checked are those sent as the text they hold: a string (or a type whose
+// underlying type is string and that has no driver.Valuer), a *string, a
+// sql.NullString. A field with a Valuer or a GORM serializer is not, nor is a bytea
+// column; CreateAll checks the rows it is given, not the associations GORM saves with
+// them.
+type InvalidTextError struct {
+	Model  string // the model's Go type name, e.g. "Commit"
+	Field  string // the Go field name, e.g. "Message"
+	Row    int    // index of the row in the caller's slice; for CopySeq, in the sequence
+	Reason string // what is wrong: "contains a NUL byte" or "is not valid UTF-8"
+}
+
+// Error names the model, row and field.
+func (e *InvalidTextError) Error() string {
+	return fmt.Sprintf("repo: %s row %d, field %s: %s", e.Model, e.Row, e.Field, e.Reason)
+}
+
+// Is reports whether target is ErrInvalidText.
+func (e *InvalidTextError) Is(target error) bool { return target == ErrInvalidText }

@@ -26,6 +26,10 @@ type model struct {
 	// columns are the fields of create that an INSERT can write, in column order, the
 	// key included.
 	columns []*schema.Field
+	// textKinds[i] says how columns[i] holds text that goes to PostgreSQL just as it
+	// is (noText for any other column); text lists those columns for checkText.
+	textKinds []textKind
+	text      []textField
 }
 
 // name is the model's Go type name, for errors.
@@ -80,6 +84,11 @@ func parseModel(s *schema.Schema) (*model, error) {
 	for _, name := range m.create.DBNames {
 		if f := m.create.FieldsByDBName[name]; f != nil && f.Creatable {
 			m.columns = append(m.columns, f)
+			kind := textKindOf(f)
+			m.textKinds = append(m.textKinds, kind)
+			if kind != noText {
+				m.text = append(m.text, textField{f: f, index: f.StructField.Index, kind: kind})
+			}
 		}
 	}
 	return m, nil

@@ -32,7 +32,8 @@ const DefaultBatchSize = 5000
 // write, and leaves them in the caller's rows. A failed batch write (CreateAll, Copy,
 // CopySeq, Upsert) writes nothing, and the keys it assigned are taken back out of the
 // caller's rows. A unique violation is returned as a *DuplicateKeyError; idgen's errors
-// are returned unchanged.
+// are returned unchanged. Text PostgreSQL cannot store (a NUL byte, invalid UTF-8) in a
+// string field fails a batch write with an *InvalidTextError, before anything is sent.
 //
 // A Repository is safe for concurrent use by multiple goroutines. One made by WithTx is
 // bound to a transaction and, like the transaction, is for one goroutine at a time.
@@ -145,6 +146,11 @@ func (r *Repository[T]) Create(ctx context.Context, row *T) error {
 func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	for i := range rows {
+		if err := r.m.checkText(reflect.ValueOf(&rows[i]).Elem(), i); err != nil {
+			return err
+		}
 	}
 	db := r.db.WithContext(ctx)
 	assigned, err := r.assignKeys(ctx, db, rows)

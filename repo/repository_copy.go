@@ -27,12 +27,16 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	fields, err := r.prepare(ctx, rows, nil, 0)
+	if err != nil {
+		return err
+	}
 	assigned, err := r.assignKeys(ctx, r.db.WithContext(ctx), rows)
 	if err != nil {
 		return err
 	}
 	err = r.inTx(ctx, func(tx *gorm.DB, conn *sql.Conn) error {
-		return r.write(ctx, tx, conn, rows)
+		return r.write(ctx, tx, conn, fields, rows)
 	})
 	if err != nil {
 		r.clearKeys(rows, assigned)
@@ -49,7 +53,9 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 //
 // All batches are written in one transaction (or a savepoint of the caller's): when seq
 // yields an error, each returns one, or a write fails, CopySeq stops, nothing is written,
-// and it returns that error and 0. Otherwise it returns the number of rows written.
+// and it returns that error and 0. Otherwise it returns the number of rows written. A
+// row with invalid text is found before its batch gets keys; the *InvalidTextError's
+// Row counts rows from the start of seq.
 func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], each func(batch []T) error) (int64, error) {
 	var n int64
 	err := r.inTx(ctx, func(tx *gorm.DB, conn *sql.Conn) error {
@@ -58,10 +64,14 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 			if len(batch) == 0 {
 				return nil
 			}
+			fields, err := r.prepare(ctx, batch, nil, int(n))
+			if err != nil {
+				return err
+			}
 			if _, err := r.assignKeys(ctx, tx, batch); err != nil {
 				return err
 			}
-			if err := r.write(ctx, tx, conn, batch); err != nil {
+			if err := r.write(ctx, tx, conn, fields, batch); err != nil {
 				return err
 			}
 			n += int64(len(batch))
@@ -93,10 +103,9 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 	return n, nil
 }
 
-// write writes rows, keys already set, in tx: with COPY on conn when there is one, else
-// with unnest INSERTs of WithBatchSize rows.
-func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, rows []T) error {
-	fields := r.prepare(ctx, rows, nil)
+// write writes the fields of rows, prepared and with their keys, in tx: with COPY on
+// conn when there is one, else with unnest INSERTs of WithBatchSize rows.
+func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, fields []*schema.Field, rows []T) error {
 	if conn != nil {
 		return r.copyRows(ctx, conn, fields, rows)
 	}

@@ -22,14 +22,17 @@ import (
 // INSERT … SELECT FROM unnest(…), which needs one bind parameter per column, not per
 // value, and serves where COPY cannot be reached.
 
-// prepare fills in what GORM's create would before the INSERT — a zero field with a
-// default: value gets it, a zero autoCreateTime/autoUpdateTime field gets the time —
-// in the caller's rows, and returns the columns to write: every creatable column, except
-// a column whose default the database supplies (default:now(), say) when it is zero in
-// every row. COPY cannot ask for the default of a single row, so such a column that is
-// set in some rows is written as given in all of them. Columns in force are always
-// written.
-func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema.Field]bool) []*schema.Field {
+// prepare checks the text of every row and fills in what GORM's create would before
+// the INSERT — a zero field with a default: value gets it, a zero autoCreateTime or
+// autoUpdateTime field gets the time — in the caller's rows. It returns the columns to
+// write: every creatable column, except a column whose default the database supplies
+// (default:now(), say) when it is zero in every row. COPY cannot ask for the default of
+// a single row, so such a column that is set in some rows is written as given in all of
+// them. Columns in force are always written.
+//
+// The text check is the model's checkValue on the values prepare reads anyway: an
+// *InvalidTextError, whose Row counts from first, before anything is sent.
+func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema.Field]bool, first int) ([]*schema.Field, error) {
 	now := r.db.NowFunc()
 	set := make([]bool, len(r.m.columns))
 	for i := range rows {
@@ -38,7 +41,12 @@ func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema
 			if f == r.m.create.PrioritizedPrimaryField {
 				continue
 			}
-			if _, zero := f.ValueOf(ctx, rv); zero {
+			v, zero := f.ValueOf(ctx, rv)
+			if !zero {
+				if err := r.m.checkValue(ci, v, first+i); err != nil {
+					return nil, err
+				}
+			} else {
 				switch {
 				case f.DefaultValueInterface != nil:
 					_ = f.Set(ctx, rv, f.DefaultValueInterface)
@@ -58,7 +66,7 @@ func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema
 			fields = append(fields, f)
 		}
 	}
-	return fields
+	return fields, nil
 }
 
 // names returns the column names of fields.

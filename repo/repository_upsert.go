@@ -81,6 +81,11 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 	if len(rows) == 0 {
 		return UpsertResult{}, nil
 	}
+	fields, err := r.prepare(ctx, rows, plan.force, 0)
+	if err != nil {
+		return UpsertResult{}, err
+	}
+	plan = plan.writing(fields)
 	before := make([]int64, len(rows))
 	for i := range rows {
 		before[i] = r.Key(&rows[i])
@@ -92,8 +97,6 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 		if err != nil {
 			return err
 		}
-		fields := r.prepare(ctx, rows, plan.force)
-		plan := plan.writing(fields)
 		order, err := r.upsertOrder(ctx, pool, types, plan, rows)
 		if err != nil {
 			return err
