@@ -243,19 +243,21 @@ func (p *Plugin) assignKeys(db *gorm.DB) {
 
 // assign gives every row in rv (a struct, a slice or array of structs or pointers, or a
 // map or slice of maps as GORM accepts them) whose key is zero a new key from one NextN
-// on pool's allocator. It returns idgen's errors unchanged.
+// on pool's allocator, and records them in ctx's keyJournal, if any. It returns idgen's
+// errors unchanged.
 func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv reflect.Value) error {
-	var setters []func(int64) error
+	var rows []keyedRow
 	add := func(v reflect.Value) {
 		v = reflect.Indirect(v)
 		switch v.Kind() {
 		case reflect.Struct:
 			if _, zero := m.key.ValueOf(ctx, v); zero {
-				setters = append(setters, func(k int64) error { return m.key.Set(ctx, v, k) })
+				rows = append(rows, keyedRow{m: m, v: v})
 			}
 		case reflect.Map:
 			if mv, ok := v.Interface().(map[string]any); ok && mapKeyZero(mv, m.key) {
-				setters = append(setters, func(k int64) error { mv[m.key.DBName] = k; return nil })
+				prev, had := mv[m.key.DBName]
+				rows = append(rows, keyedRow{m: m, mv: mv, prev: prev, had: had})
 			}
 		}
 	}
@@ -267,19 +269,85 @@ func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv re
 	default:
 		add(rv)
 	}
-	if len(setters) == 0 {
+	if len(rows) == 0 {
 		return nil
 	}
-	keys, err := p.next(ctx, m, pool, len(setters))
+	keys, err := p.next(ctx, m, pool, len(rows))
 	if err != nil {
 		return err
 	}
-	for i, set := range setters {
-		if err := set(keys[i]); err != nil {
+	if j, ok := ctx.Value(keyJournalKey{}).(*keyJournal); ok {
+		j.record(rows)
+	}
+	for i := range rows {
+		if err := rows[i].set(ctx, keys[i]); err != nil {
 			return fmt.Errorf("repo: set key of %s: %w", m.name(), err)
 		}
 	}
 	return nil
+}
+
+// keyedRow is a row of model m to which assign gives a key: a struct (v) or a map (mv,
+// with its entry under the key column before, if it had one).
+type keyedRow struct {
+	m    *model
+	v    reflect.Value
+	mv   map[string]any
+	prev any
+	had  bool
+}
+
+// set gives the row key k.
+func (r *keyedRow) set(ctx context.Context, k int64) error {
+	if r.mv != nil {
+		r.mv[r.m.key.DBName] = k
+		return nil
+	}
+	return r.m.key.Set(ctx, r.v, k)
+}
+
+// unset takes the key back out of the row.
+func (r *keyedRow) unset(ctx context.Context) {
+	if r.mv == nil {
+		_ = r.m.key.Set(ctx, r.v, int64(0))
+	} else if r.had {
+		r.mv[r.m.key.DBName] = r.prev
+	} else {
+		delete(r.mv, r.m.key.DBName)
+	}
+}
+
+// keyJournal records the rows to which assign gave keys while a CreateAll runs (its
+// context carries the journal under keyJournalKey), so that a failed CreateAll takes
+// the keys back out of the association rows GORM saved with its own. It is safe for
+// concurrent use: GORM saves associations on the calling goroutine, but a hook may not.
+type keyJournal struct {
+	mu   sync.Mutex // protects rows
+	rows []keyedRow
+}
+
+type keyJournalKey struct{}
+
+// withKeyJournal returns ctx carrying a new keyJournal, and the journal.
+func withKeyJournal(ctx context.Context) (context.Context, *keyJournal) {
+	j := &keyJournal{}
+	return context.WithValue(ctx, keyJournalKey{}, j), j
+}
+
+func (j *keyJournal) record(rows []keyedRow) {
+	j.mu.Lock()
+	j.rows = append(j.rows, rows...)
+	j.mu.Unlock()
+}
+
+// undo takes back every key recorded, latest first.
+func (j *keyJournal) undo(ctx context.Context) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := len(j.rows) - 1; i >= 0; i-- {
+		j.rows[i].unset(ctx)
+	}
+	j.rows = nil
 }
 
 // mapKeyZero reports whether a map row names no key, by field or column name, or a zero one.

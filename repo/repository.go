@@ -31,7 +31,9 @@ const DefaultBatchSize = 5000
 // Every write takes its keys from the Plugin's allocators, on the client, before the
 // write, and leaves them in the caller's rows. A failed batch write (CreateAll, Copy,
 // CopySeq, Upsert) writes nothing, and the keys it assigned are taken back out of the
-// caller's rows. A unique violation is returned as a *DuplicateKeyError; idgen's errors
+// caller's rows — for CreateAll, out of the association rows GORM saved with them too
+// (the foreign keys GORM copied from those keys are left: the next create sets them
+// again). A unique violation is returned as a *DuplicateKeyError; idgen's errors
 // are returned unchanged. Text PostgreSQL cannot store (a NUL byte, invalid UTF-8) in a
 // string field fails a batch write with an *InvalidTextError, before anything is sent.
 //
@@ -152,6 +154,7 @@ func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {
 			return err
 		}
 	}
+	ctx, journal := withKeyJournal(ctx) // keys the plugin gives to associations
 	db := r.db.WithContext(ctx)
 	assigned, err := r.assignKeys(ctx, db, rows)
 	if err != nil {
@@ -164,6 +167,7 @@ func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {
 		return w.CreateInBatches(rows, size).Error
 	})
 	if err != nil {
+		journal.undo(ctx)
 		r.clearKeys(rows, assigned)
 		return translate(err)
 	}
