@@ -265,7 +265,10 @@ func (b *PgBouncer) pid() int {
 
 // pgbouncerBinary finds pgbouncer: on PATH, else where Debian and source installs put it (sbin, often not on
 // an ordinary user's PATH).
-func pgbouncerBinary() (string, error) {
+// pgbouncerBinary finds the pgbouncer program; tests replace it to simulate its absence.
+var pgbouncerBinary = findPgBouncer
+
+func findPgBouncer() (string, error) {
 	if path, err := exec.LookPath("pgbouncer"); err == nil {
 		return path, nil
 	}
