@@ -1291,3 +1291,61 @@ func TestContextCancelledBeforeCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestInvalidTextInCallerTransaction: in a caller's transaction (InTx or
+// db.Transaction), a batch write refused for invalid text does not disturb the
+// transaction: CreateAll, Copy and Upsert send nothing, CopySeq rolls back to its
+// savepoint the batches it wrote before the bad row's, the writes before and after
+// commit, and the refused rows are nowhere. Upsert's unique-key column is checked like
+// any other.
+func TestInvalidTextInCallerTransaction(t *testing.T) {
+	begins := []struct {
+		name  string
+		begin func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error
+	}{
+		{"InTx", func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error { return repo.InTx(ctx, db, fn) }},
+		{"db.Transaction", func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+			return db.WithContext(ctx).Transaction(fn)
+		}},
+	}
+	for _, b := range begins {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := relContext(t)
+			p := relOpenProbe(t)
+			r := newRepo[Widget](t, p.db, repo.WithBatchSize(100))
+			var kept []Widget
+			err := b.begin(ctx, p.db, func(tx *gorm.DB) error {
+				rt := r.WithTx(tx)
+				first := widgets("first", 150)
+				if err := rt.CreateAll(ctx, first); err != nil {
+					return err
+				}
+				bad := widgets("bad", 150)
+				bad[120].Code = "caf\xe9" // the Upsert's unique key
+				for _, w := range relWrites[:4] {
+					before := p.sent()
+					_, err := w.write(ctx, tx, rt, bad)
+					var it *repo.InvalidTextError
+					if !errors.Is(err, repo.ErrInvalidText) || !errors.As(err, &it) || it.Field != "Code" || it.Row != 120 {
+						return fmt.Errorf("%s of invalid text in a transaction: %v, want an *InvalidTextError for row 120, field Code", w.name, err)
+					}
+					// CopySeq writes the batches before the bad row's (here the first)
+					// and rolls them back to its savepoint; the others send nothing.
+					if n := p.sent() - before; n != 0 && w.name != "CopySeq" {
+						return fmt.Errorf("%s refused invalid text after sending %d statements, want none", w.name, n)
+					}
+				}
+				last := widgets("last", 150)
+				if err := rt.Copy(ctx, last); err != nil {
+					return fmt.Errorf("Copy after the refused writes, in the same transaction: %w", err)
+				}
+				kept = append(first, last...)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkWidgetsInDB(t, p.db, kept)
+		})
+	}
+}
