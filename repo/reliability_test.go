@@ -1303,7 +1303,9 @@ func TestInvalidTextInCallerTransaction(t *testing.T) {
 		name  string
 		begin func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error
 	}{
-		{"InTx", func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error { return repo.InTx(ctx, db, fn) }},
+		{"InTx", func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+			return repo.InTx(ctx, db, fn)
+		}},
 		{"db.Transaction", func(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
 			return db.WithContext(ctx).Transaction(fn)
 		}},
