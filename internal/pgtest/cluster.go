@@ -133,16 +133,7 @@ func start(ctx context.Context, opts Options, loc locator) (_ *Cluster, err erro
 	if err != nil {
 		return nil, err
 	}
-	cred, err := serverCredential()
-	if err != nil {
-		return nil, err
-	}
-	base, err := baseDir(cred)
-	if err != nil {
-		return nil, err
-	}
-	sweepStale(base)
-	dir, err := newClusterDir(base, cred)
+	dir, cred, err := privateDir()
 	if err != nil {
 		return nil, err
 	}

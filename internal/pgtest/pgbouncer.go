@@ -112,16 +112,7 @@ func StartPgBouncer(ctx context.Context, serverDSN string, opts PgBouncerOptions
 	if err != nil {
 		return nil, err
 	}
-	cred, err := serverCredential()
-	if err != nil {
-		return nil, err
-	}
-	base, err := baseDir(cred)
-	if err != nil {
-		return nil, err
-	}
-	sweepStale(base)
-	dir, err := newClusterDir(base, cred)
+	dir, cred, err := privateDir()
 	if err != nil {
 		return nil, err
 	}

@@ -124,6 +124,26 @@ func chown(path string, cred *syscall.Credential) error {
 	return os.Chown(path, int(cred.Uid), int(cred.Gid))
 }
 
+// privateDir makes a new seqrepo-pgtest-* directory for a server process (a cluster or
+// a PgBouncer), owned by the OS user it runs as (cred, nil to run as ourselves), after
+// sweeping the directories of dead owners.
+func privateDir() (dir string, cred *syscall.Credential, err error) {
+	cred, err = serverCredential()
+	if err != nil {
+		return "", nil, err
+	}
+	base, err := baseDir(cred)
+	if err != nil {
+		return "", nil, err
+	}
+	sweepStale(base)
+	dir, err = newClusterDir(base, cred)
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, cred, nil
+}
+
 // sweepStale removes cluster directories, under base and /tmp, whose owner process is gone, killing any server
 // still running in one. It is best effort: what it cannot remove (another user's, say) it leaves alone.
 func sweepStale(base string) {
