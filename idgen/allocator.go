@@ -87,7 +87,9 @@ type Stats struct {
 // (ErrSequenceNotFound), is CYCLE (ErrCycle), has an INCREMENT other than
 // AllocationSize (ErrIncrementMismatch), or cannot reserve another block (ErrExhausted).
 // It also refuses (ErrMixedConfig) a Config whose Optimizer or AllocationSize differs
-// from that of another Allocator of the same sequence still in use in this process.
+// from that of any Allocator of the same sequence this process made before: keys of
+// that one's blocks may be handed out and written, so the first configuration holds
+// for the life of the process.
 //
 // ctx only bounds New's own check. db is used for every later refill, except through
 // the Allocators that Using returns.

@@ -4,38 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
-	"weak"
 )
 
-// This file keeps the process-wide record of how each sequence is used: New refuses a
-// configuration that differs, in Optimizer or AllocationSize, from that of an Allocator
-// of the same sequence still in use in this process. Mixing them hands out overlapping
-// keys (Pooled and PooledLo read one nextval value as different blocks; a new allocation
-// size after ALTER SEQUENCE … INCREMENT makes new blocks overlap the old Allocator's
-// reserved ones), and inside one process it is cheap to see. Writers in other processes
+// This file keeps the process-wide record of how each sequence is used: the first
+// Allocator of a sequence fixes its Optimizer and AllocationSize for the life of the
+// process, and New refuses any other. Mixing them hands out overlapping keys: Pooled and
+// PooledLo read one nextval value as different blocks, and a smaller allocation size
+// after ALTER SEQUENCE … INCREMENT makes new blocks overlap ones reserved before. Blocks
+// reserved by an Allocator the program no longer uses may still be half handed out and
+// written, so the record is never forgotten; to change how a sequence is used, restart
+// the process after the change (see the README's Guarantees). Writers in other processes
 // cannot be seen from here: all of them must still be configured alike.
 
-// ErrMixedConfig is returned (wrapped in a *MixedConfigError) by New when an Allocator of
-// the same sequence — the same sequence of the same database on the same server,
-// however its name is spelled — is still in use in this process with another Optimizer
-// or AllocationSize. An Allocator is in use until the garbage collector has reclaimed
-// it and every Allocator that Using made from it; New runs a collection before it
-// refuses, so an Allocator that is no longer referenced never counts. Allocators with
-// the same Optimizer and AllocationSize may share a sequence, as many processes do.
+// ErrMixedConfig is returned (wrapped in a *MixedConfigError) by New when this process
+// has already made an Allocator of the same sequence — the same sequence of the same
+// database on the same server, however its name is spelled — with another Optimizer or
+// AllocationSize. Allocators with the same Optimizer and AllocationSize may share a
+// sequence, as many processes do.
 var ErrMixedConfig = errors.New("idgen: sequence is in use with another optimizer or allocation size")
 
 // MixedConfigError names the configuration New refused and the one in use. It matches
 // ErrMixedConfig with errors.Is.
 type MixedConfigError struct {
 	Sequence string // the sequence as the refused Config names it
-	InUse    Config // the configuration of the Allocator in use
+	InUse    Config // the configuration the process first used the sequence with
 	Refused  Config // the configuration New was given
 }
 
 func (e *MixedConfigError) Error() string {
-	return fmt.Sprintf("idgen: sequence %s is in use in this process by an Allocator with optimizer %s and AllocationSize %d (sequence %q); refusing optimizer %s and AllocationSize %d: all writers of a sequence must use the same, or they get overlapping keys",
+	return fmt.Sprintf("idgen: sequence %s was first used in this process with optimizer %s and AllocationSize %d (sequence %q); refusing optimizer %s and AllocationSize %d: all writers of a sequence must use the same, or they get overlapping keys (restart the process to change it)",
 		e.Sequence, e.InUse.Optimizer, e.InUse.AllocationSize, e.InUse.Sequence, e.Refused.Optimizer, e.Refused.AllocationSize)
 }
 
@@ -53,14 +51,22 @@ type seqKey struct {
 }
 
 // identifySQL reads the server's system identifier and the database's OID, the rest of a
-// seqKey. pg_control_system and pg_database are readable by every role.
+// seqKey. pg_control_system is executable by every role in a stock PostgreSQL, but
+// managed services may revoke it: then identifyDatabaseSQL reads the database's OID
+// alone, and the key tells servers apart less well (two servers migrated alike may then
+// share a record, which can only refuse more, never allow a mix).
 const identifySQL = `SELECT (SELECT system_identifier FROM pg_control_system()), d.oid::int8
 FROM pg_database d WHERE d.datname = current_database()`
+
+const identifyDatabaseSQL = `SELECT 0::int8, d.oid::int8 FROM pg_database d WHERE d.datname = current_database()`
 
 // identify returns the seqKey of the sequence st is pinned to, on q's server.
 func identify(ctx context.Context, q Querier, st *state) (seqKey, error) {
 	seq := st.cfg.Sequence
 	rows, err := q.QueryContext(ctx, identifySQL)
+	if sqlState(err) == "42501" { // insufficient_privilege: pg_control_system revoked
+		rows, err = q.QueryContext(ctx, identifyDatabaseSQL)
+	}
 	if err != nil {
 		return seqKey{}, classify(seq, err)
 	}
@@ -81,76 +87,27 @@ func identify(ctx context.Context, q Querier, st *state) (seqKey, error) {
 	return k, nil
 }
 
-// inUse is one Allocator's entry in the registry: its state, held weakly so that the
-// registry never keeps an Allocator alive.
-type inUse struct {
-	cfg Config
-	st  weak.Pointer[state]
-}
-
-// registry lists, per sequence, the Allocators in use. All live entries of one sequence
-// have the same Optimizer and AllocationSize.
+// registry is the configuration each sequence was first used with in this process.
 var registry = struct {
-	mu sync.Mutex // protects m; never held across a round trip or a garbage collection
-	m  map[seqKey][]inUse
-}{m: map[seqKey][]inUse{}}
+	mu sync.Mutex // protects m; never held across a round trip
+	m  map[seqKey]Config
+}{m: map[seqKey]Config{}}
 
-// register records st, the state of a new Allocator pinned to its sequence, as a user of
-// that sequence, unless an Allocator in use has another configuration.
+// register records st's configuration for its sequence, or refuses it when the process
+// first used the sequence with another Optimizer or AllocationSize.
 func register(ctx context.Context, q Querier, st *state) error {
 	key, err := identify(ctx, q, st)
 	if err != nil {
 		return err
 	}
-	err = registerKey(key, st)
-	if errors.Is(err, ErrMixedConfig) {
-		// The other Allocator may be unreachable but not yet collected: collect, then
-		// look again, so that only an Allocator still referenced counts.
-		runtime.GC()
-		err = registerKey(key, st)
-	}
-	if err != nil {
-		return err
-	}
-	runtime.AddCleanup(st, prune, key)
-	return nil
-}
-
-// registerKey adds st under key unless a live entry has another configuration.
-func registerKey(key seqKey, st *state) error {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	live := liveLocked(key)
-	for _, u := range live {
-		if u.cfg.Optimizer != st.cfg.Optimizer || u.cfg.AllocationSize != st.cfg.AllocationSize {
-			return &MixedConfigError{Sequence: st.cfg.Sequence, InUse: u.cfg, Refused: st.cfg}
+	if first, ok := registry.m[key]; ok {
+		if first.Optimizer != st.cfg.Optimizer || first.AllocationSize != st.cfg.AllocationSize {
+			return &MixedConfigError{Sequence: st.cfg.Sequence, InUse: first, Refused: st.cfg}
 		}
+		return nil
 	}
-	registry.m[key] = append(live, inUse{cfg: st.cfg, st: weak.Make(st)})
+	registry.m[key] = st.cfg
 	return nil
-}
-
-// prune drops the entries of reclaimed Allocators under key. It runs as the cleanup of
-// every registered state.
-func prune(key seqKey) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	liveLocked(key)
-}
-
-// liveLocked drops the entries of reclaimed Allocators under key and returns the others;
-// registry.mu must be held.
-func liveLocked(key seqKey) []inUse {
-	var live []inUse
-	for _, u := range registry.m[key] {
-		if u.st.Value() != nil {
-			live = append(live, u)
-		}
-	}
-	if len(live) == 0 {
-		delete(registry.m, key)
-	} else {
-		registry.m[key] = live
-	}
-	return live
 }
