@@ -166,22 +166,31 @@ func (r *Repository[T]) insertRows(ctx context.Context, pool gorm.ConnPool, type
 	return err
 }
 
-// columnArrays returns one []any per field, holding the field's value in each row of
-// rows[idx] (each row when idx is nil): the parameters of unnestSelect. The value of an
-// array column is its PostgreSQL text, encoded here, or nil for NULL.
+// columnArrays returns one argument per field: the PostgreSQL text of an array holding
+// the field's value in each row of rows[idx] (each row when idx is nil), the parameters
+// of unnestSelect. Every element is the text pgx would send for the value as the
+// column's type, or NULL. The value of an array column is itself its array text, an
+// element of the text[] that unnestSelect casts back.
+//
+// The arrays travel as text, a plain string parameter that unnestSelect's cast
+// ($1::bigint[], …) turns into the array, so that they work in every pgx exec mode: an
+// []any array needs the parameter type from the server (cache_statement,
+// cache_describe, describe_exec) and cannot be encoded in exec or simple_protocol, the
+// modes used behind PgBouncer (GORM's PreferSimpleProtocol).
 func columnArrays[T any](ctx context.Context, types map[string]column, rows []T, idx []int, fields []*schema.Field) ([]any, error) {
 	n := len(rows)
 	if idx != nil {
 		n = len(idx)
 	}
-	cols := make([][]any, len(fields))
-	var arrays []int // indexes of fields that are array columns
+	tm := typeMaps.Get().(*pgtype.Map) // not safe for concurrent use: one per call
+	defer typeMaps.Put(tm)
+	bufs := make([][]byte, len(fields))
+	oids := make([]uint32, len(fields))
 	for j, f := range fields {
-		cols[j] = make([]any, n)
-		if types[f.DBName].array {
-			arrays = append(arrays, j)
-		}
+		bufs[j] = append(make([]byte, 0, 16*n+2), '{')
+		oids[j] = types[f.DBName].oid
 	}
+	var scratch []byte
 	for k := 0; k < n; k++ {
 		i := k
 		if idx != nil {
@@ -189,39 +198,71 @@ func columnArrays[T any](ctx context.Context, types map[string]column, rows []T,
 		}
 		rv := reflect.ValueOf(&rows[i]).Elem()
 		for j, f := range fields {
-			cols[j][k], _ = f.ValueOf(ctx, rv)
-		}
-	}
-	if len(arrays) > 0 {
-		tm := pgtype.NewMap() // not safe for concurrent use: one per call
-		for _, j := range arrays {
-			f := fields[j]
-			oid := types[f.DBName].oid
-			for k, v := range cols[j] {
-				text, err := tm.Encode(oid, pgtype.TextFormatCode, v, make([]byte, 0, 32))
-				if err != nil {
-					return nil, fmt.Errorf("repo: %s.%s: %w", f.Schema.Name, f.Name, err)
-				}
-				if text == nil {
-					cols[j][k] = nil
-				} else {
-					cols[j][k] = string(text)
-				}
+			v, _ := f.ValueOf(ctx, rv)
+			if k > 0 {
+				bufs[j] = append(bufs[j], ',')
+			}
+			var err error
+			bufs[j], scratch, err = appendElement(tm, bufs[j], scratch, oids[j], v)
+			if err != nil {
+				return nil, fmt.Errorf("repo: %s.%s: %w", f.Schema.Name, f.Name, err)
 			}
 		}
 	}
-	args := make([]any, len(cols))
-	for j := range cols {
-		args[j] = cols[j]
+	args := make([]any, len(fields))
+	for j := range bufs {
+		args[j] = string(append(bufs[j], '}'))
 	}
 	return args, nil
+}
+
+// typeMaps holds pgtype maps for columnArrays: a map remembers its encode plans.
+var typeMaps = sync.Pool{New: func() any { return pgtype.NewMap() }}
+
+// appendElement appends v, a value of a column of type oid, to buf as an element of an
+// array's text: NULL, or its text in double quotes. scratch is reused for the text.
+func appendElement(tm *pgtype.Map, buf, scratch []byte, oid uint32, v any) ([]byte, []byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(buf, "NULL"...), scratch, nil
+	case int64:
+		if oid == pgtype.Int8OID || oid == pgtype.Int4OID || oid == pgtype.Int2OID || oid == pgtype.NumericOID {
+			return strconv.AppendInt(buf, x, 10), scratch, nil
+		}
+	case string:
+		if oid == pgtype.TextOID || oid == pgtype.VarcharOID {
+			return appendQuoted(buf, x), scratch, nil
+		}
+	}
+	text, err := tm.Encode(oid, pgtype.TextFormatCode, v, scratch[:0])
+	if err != nil {
+		return buf, scratch, err
+	}
+	if text == nil {
+		return append(buf, "NULL"...), scratch, nil
+	}
+	return appendQuoted(buf, text), text, nil
+}
+
+// appendQuoted appends s to buf as a double-quoted array element.
+func appendQuoted[S string | []byte](buf []byte, s S) []byte {
+	buf = append(buf, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			buf = append(buf, '\\')
+		}
+		buf = append(buf, s[i])
+	}
+	return append(buf, '"')
 }
 
 // unnestSelect returns `unnest($1::t1[], …) WITH ORDINALITY AS u(c0, …, n)` for
 // fields, numbering parameters from 1, and the expression of each field's value in it:
 // u.c0, …; the ordinality column n is 1-based. alias names the relation ("u" when
-// empty). An array column travels as its text and its expression casts it back
-// (u.c0::text[]): unnest of a t[][] parameter would flatten the arrays into elements.
+// empty). Each parameter is an array's text (see columnArrays), which the cast turns
+// into the array. An array column travels as an element of a text[] and its expression
+// casts it back (u.c0::text[]): unnest of a t[][] parameter would flatten the arrays
+// into elements.
 func unnestSelect(types map[string]column, fields []*schema.Field, alias string) (string, []string, error) {
 	if alias == "" {
 		alias = "u"

@@ -116,7 +116,8 @@ func TestPgBouncerLifecycle(t *testing.T) {
 // statements (GORM's PrepareStmt) break, because they leave named prepared statements on a server connection
 // that other clients then get, or that the same client does not get back; cache_describe, exec and
 // simple_protocol survive the pooling, with COPY too, and leave no prepared statement behind; of those, only
-// cache_describe can send an array given as []any, as seqrepo's Upsert does.
+// cache_describe can send an array given as []any, and all three an array given as its text, as seqrepo's Upsert
+// and its unnest INSERTs do.
 func TestPgBouncerExecModes(t *testing.T) {
 	ctx := testContext(t)
 	b := startBouncer(t, PgBouncerOptions{PoolSize: 2})
@@ -245,8 +246,8 @@ func TestPgBouncerExecModes(t *testing.T) {
 		})
 	}
 
-	// seqrepo's Upsert sends each column to unnest as a []any. Only a mode that knows the parameter's type from
-	// the server can encode that.
+	// An array given as []any: only a mode that knows the parameter's type from the server can encode that. So
+	// seqrepo's Upsert sends each column to unnest as the array's text, with a cast, which every mode can.
 	for mode, works := range map[string]bool{PgBouncerExecMode: true, "exec": false, "simple_protocol": false} {
 		t.Run(mode+" and a []any array", func(t *testing.T) {
 			_, c1, _ := connect2(t, mode)
@@ -257,6 +258,16 @@ func TestPgBouncerExecModes(t *testing.T) {
 				t.Errorf("count = %d, %v; want 2", n, err)
 			case !works && (err == nil || !strings.Contains(err.Error(), "unable to encode")):
 				t.Errorf("err = %v, want pgx's \"unable to encode\"", err)
+			}
+		})
+		t.Run(mode+" and an array as its text", func(t *testing.T) {
+			_, c1, _ := connect2(t, mode)
+			var n int
+			var got string
+			err := c1.QueryRow(ctx, "SELECT count(*), string_agg(coalesce(s, '<null>'), '|' ORDER BY i) FROM unnest($1::bigint[], $2::text[]) AS u(i, s)",
+				"{1,2,3}", `{"a","b\\\"c,{}",NULL}`).Scan(&n, &got)
+			if err != nil || n != 3 || got != `a|b\"c,{}|<null>` {
+				t.Errorf("count = %d, %q, %v; want 3, %q", n, got, err, `a|b\"c,{}|<null>`)
 			}
 		})
 	}
