@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
@@ -80,9 +81,10 @@ var savepoints atomic.Uint64
 // db.Transaction, which takes none when gorm.Config.DisableNestedTransaction is set: a
 // batch write that stops half-way must leave nothing behind in the caller's transaction.
 //
-// The rollback runs even when tx's context has ended (context.WithoutCancel); a
-// successful fn's savepoint is not released, as GORM's are not: it ends with the
-// transaction.
+// The rollback runs even when tx's context has ended (context.WithoutCancel). A
+// successful fn's savepoint is released: every savepoint left open is a subtransaction
+// to the end of the transaction, and past 64 of them PostgreSQL's subtransaction cache
+// overflows, which slows every session's snapshots.
 func inSavepoint(tx *gorm.DB, fn func(tx *gorm.DB) error) (err error) {
 	name := "seqrepo_sp_" + strconv.FormatUint(savepoints.Add(1), 10)
 	if err := tx.SavePoint(name).Error; err != nil {
@@ -100,7 +102,10 @@ func inSavepoint(tx *gorm.DB, fn func(tx *gorm.DB) error) (err error) {
 	}()
 	err = fn(tx.Session(&gorm.Session{NewDB: true}))
 	panicked = false
-	return err
+	if err != nil {
+		return err
+	}
+	return tx.Session(&gorm.Session{NewDB: true}).Exec("RELEASE SAVEPOINT " + pgx.Identifier{name}.Sanitize()).Error
 }
 
 // beginOn runs fn in a transaction begun on conn, registered in txConns while fn runs.
