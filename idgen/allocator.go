@@ -126,7 +126,10 @@ func (a *Allocator) SequenceOID() uint32 { return uint32(a.st.oid) }
 // would otherwise deadlock). The refill's nextval is not undone if q's transaction
 // rolls back, so keys reserved through q stay unique either way.
 //
-// The returned Allocator is as safe for concurrent use as q is.
+// The returned Allocator is as safe for concurrent use as q is (a *sql.Tx is for one
+// goroutine at a time). Keep it no longer than q: once q's transaction has ended, its
+// calls still hand out keys already reserved, but a call that needs a refill fails with
+// q's error (sql.ErrTxDone) and hands out nothing.
 func (a *Allocator) Using(q Querier) *Allocator {
 	if q == nil {
 		return a
