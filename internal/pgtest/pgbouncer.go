@@ -40,8 +40,9 @@ const (
 	// or "… does not exist" (26000), and so does database/sql's Prepare in every mode, and with it GORM's
 	// PrepareStmt. describe_exec binds, in a second round trip, the unnamed statement it described in the first,
 	// which by then may be on another server connection. exec and simple_protocol send self-contained single
-	// round trips, but take the parameters' types from the Go values, and cannot encode an array given as []any,
-	// which seqrepo's Upsert sends to unnest. cache_describe describes a statement once per client connection,
+	// round trips and take the parameters' types from the Go values: they work too (seqrepo sends unnest's
+	// arrays as text with a cast, which needs no server-side types), but pgx itself cannot encode an array given
+	// as []any in them. cache_describe describes a statement once per client connection,
 	// with the unnamed statement, then runs it as one self-contained Parse/Bind/Execute with the described
 	// parameter types: it works. Like cache_statement, it assumes that a cached statement's tables do not change
 	// shape under a running client. TestPgBouncerExecModes shows each of these.
