@@ -138,9 +138,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 			return err
 		}
 	}
-	// First of all create callbacks: keys are known to BeforeCreate hooks and to the
-	// associations, and are allocated before GORM begins its default transaction.
-	return db.Callback().Create().Before("*").Register(callbackName, p.assignKeys)
+	return p.registerCallbacks(db)
 }
 
 // Validate checks the sequence of every given model the way idgen.New does — the model's
@@ -221,10 +219,14 @@ func (p *Plugin) model(s *schema.Schema) (*model, error) {
 }
 
 // assignKeys is the create callback: it gives every row of a tagged model that has no
-// key one, all from one NextN, and points the statement at the model's create schema.
+// key one, all from one NextN, and points the statement at the model's create schema,
+// in which the key is a plain column. A DryRun statement (ToSQL too) sends nothing, so
+// it is left to GORM and reserves nothing; a Select or Omit that leaves the key out gets
+// the key back (includeKey); an ON CONFLICT clause gets the key read back or reconciled
+// (planConflict).
 func (p *Plugin) assignKeys(db *gorm.DB) {
 	stmt := db.Statement
-	if db.Error != nil || stmt.Schema == nil {
+	if db.Error != nil || stmt.Schema == nil || db.DryRun {
 		return
 	}
 	m, err := p.model(stmt.Schema)
@@ -235,17 +237,35 @@ func (p *Plugin) assignKeys(db *gorm.DB) {
 	if m == nil {
 		return
 	}
-	stmt.Schema = m.create
-	if err := p.assign(stmt.Context, m, stmt.ConnPool, stmt.ReflectValue); err != nil {
+	plan, err := planConflict(stmt, m)
+	if err != nil {
 		db.AddError(err)
+		return
+	}
+	if !includeKey(stmt, m) {
+		return // the key column cannot be written: GORM's own statement
+	}
+	stmt.Schema = m.create
+	rows, err := p.assign(stmt.Context, m, stmt.ConnPool, stmt.ReflectValue)
+	if err != nil {
+		db.AddError(err)
+		return
+	}
+	switch plan {
+	case conflictReturn:
+		returnKey(stmt, m)
+	case conflictReconcile:
+		if len(rows) > 0 {
+			stmt.Settings.Store(pendingKey{stmt}, &pending{rows: rows, n: rowCount(stmt.ReflectValue)})
+		}
 	}
 }
 
 // assign gives every row in rv (a struct, a slice or array of structs or pointers, or a
 // map or slice of maps as GORM accepts them) whose key is zero a new key from one NextN
-// on pool's allocator, and records them in ctx's keyJournal, if any. It returns idgen's
-// errors unchanged.
-func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv reflect.Value) error {
+// on pool's allocator, records them in ctx's keyJournal, if any, and returns them. It
+// returns idgen's errors unchanged.
+func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv reflect.Value) ([]keyedRow, error) {
 	var rows []keyedRow
 	add := func(v reflect.Value) {
 		v = reflect.Indirect(v)
@@ -270,31 +290,33 @@ func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv re
 		add(rv)
 	}
 	if len(rows) == 0 {
-		return nil
+		return nil, nil
 	}
 	keys, err := p.next(ctx, m, pool, len(rows))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if j, ok := ctx.Value(keyJournalKey{}).(*keyJournal); ok {
 		j.record(rows)
 	}
 	for i := range rows {
+		rows[i].key = keys[i]
 		if err := rows[i].set(ctx, keys[i]); err != nil {
-			return fmt.Errorf("repo: set key of %s: %w", m.name(), err)
+			return nil, fmt.Errorf("repo: set key of %s: %w", m.name(), err)
 		}
 	}
-	return nil
+	return rows, nil
 }
 
 // keyedRow is a row of model m to which assign gives a key: a struct (v) or a map (mv,
-// with its entry under the key column before, if it had one).
+// with its entry under the key column before, if it had one), and the key it gave.
 type keyedRow struct {
 	m    *model
 	v    reflect.Value
 	mv   map[string]any
 	prev any
 	had  bool
+	key  int64
 }
 
 // set gives the row key k.
@@ -361,7 +383,9 @@ func mapKeyZero(row map[string]any, key *schema.Field) bool {
 }
 
 // next returns n new keys for m, allocated on pool: through the shared allocator when
-// pool is the plugin's own pool, else through Allocator.Using(pool).
+// pool is the plugin's own pool, else through Allocator.Using(pool). It is where the
+// plugin, CreateAll, Copy and Upsert all get their keys, so it also refuses keys that
+// m's key field cannot hold (ErrKeyOutOfRange) before any is set or written.
 func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) ([]int64, error) {
 	q := p.querier(pool)
 	a, err := p.allocator(ctx, m.cfg, q)
@@ -371,7 +395,14 @@ func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) 
 	if !samePool(q, p.pool) {
 		a = a.Using(q)
 	}
-	return a.NextN(ctx, n)
+	keys, err := a.NextN(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkRange(keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
 // querier returns the Querier a statement on pool should allocate through: pool without
