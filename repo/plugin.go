@@ -34,6 +34,39 @@ const callbackName = "seqrepo:assign_keys"
 // most one round trip per statement). The INSERT names the key column and has no
 // RETURNING for it. A key that is already set (non-zero) is kept.
 //
+// The rule the plugin keeps: after any create through GORM, every struct or map row
+// holds the key its row has in the table, or the call returns an error. A row that was
+// not written keeps its zero key, as GORM leaves it (or holds the existing row's key). A
+// statement that sends nothing reserves nothing. Otherwise the plugin is invisible:
+//
+//   - Select and Omit that leave the key column out (db.Select("Name").Create,
+//     db.Omit("ID").Create, gorm.G[T](db).Select(…).Create) get the key column back:
+//     the key seqrepo assigned is the one written, so the table needs no DEFAULT for
+//     it, and the associations saved after the row reference it. When the key column
+//     cannot be written at all (Omit("*"), a key field GORM may not create), the
+//     statement is GORM's own: no key is assigned and GORM reads the database's back.
+//   - ON CONFLICT (clause.OnConflict) whose only target is the key column changes
+//     nothing: a row that conflicts holds the key of the row it conflicts with. DO
+//     UPDATE (DoUpdates, UpdateAll) on another target adds the key column to RETURNING,
+//     so GORM reads the updated row's key back into the struct, in the INSERT's own
+//     round trip, as it does without the plugin. After DO NOTHING, every row given a
+//     key that was not written gets its zero key back: RowsAffected says when all rows
+//     or none were written, else one query on the statement's own connection finds
+//     which keys are in the table. DO UPDATE … WHERE on more than one row, and DO
+//     UPDATE on a slice of maps, return an error: GORM cannot tell which row each
+//     returned key belongs to.
+//   - A DryRun session and db.ToSQL are left to GORM: no key is reserved, none is
+//     written into the rows, and the SQL is what GORM builds without the plugin.
+//   - Join tables of many2many associations, GORM's own and SetupJoinTable models,
+//     are not keyed models: the idgen tags GORM copies onto them from the keys of both
+//     sides are ignored. A join model with a single key of its own is a model.
+//   - Hooks: keys are assigned before every other create callback, so BeforeSave and
+//     BeforeCreate see the row's key. A hook that sets a different non-zero key keeps
+//     it: that key is written and stays in the struct.
+//   - A key that the key field cannot hold (an int32 key past 2,147,483,647, any
+//     unsigned key below 0; named types of integers alike) is an error matching
+//     ErrKeyOutOfRange before any key is set or anything is written, never a wrap.
+//
 // There is one idgen.Allocator per sequence configuration, shared by the whole *gorm.DB
 // and made on first use. Keys are allocated on the statement's own connection: through
 // the shared allocator when the statement runs on the pool (so concurrent statements
@@ -251,13 +284,11 @@ func (p *Plugin) assignKeys(db *gorm.DB) {
 		db.AddError(err)
 		return
 	}
-	switch plan {
-	case conflictReturn:
+	if plan.returning {
 		returnKey(stmt, m)
-	case conflictReconcile:
-		if len(rows) > 0 {
-			stmt.Settings.Store(pendingKey{stmt}, &pending{rows: rows, n: rowCount(stmt.ReflectValue)})
-		}
+	}
+	if plan.reconcile && len(rows) > 0 {
+		stmt.Settings.Store(pendingKey{stmt}, &pending{rows: rows, n: rowCount(stmt.ReflectValue)})
 	}
 }
 

@@ -33,55 +33,53 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	return db.Callback().Create().After("gorm:create").Before("gorm:save_after_associations").Register(reconcileName, p.reconcileKeys)
 }
 
-// conflictPlan is what a create statement's ON CONFLICT clause asks of the plugin.
-type conflictPlan int
-
-const (
-	// conflictNone: no ON CONFLICT, or one whose only target is the key column. A row
-	// that conflicts there already holds the key of the row it conflicts with.
-	conflictNone conflictPlan = iota
-	// conflictReturn: DO UPDATE on another target. A row that conflicts is updated and
-	// keeps its key, so the key column is added to RETURNING and GORM reads it back
-	// into the row, as it does without the plugin.
-	conflictReturn
-	// conflictReconcile: DO NOTHING on another target, or none. A row that conflicts
-	// is not written; after the INSERT, reconcileKeys gives every such row its zero
-	// key back.
-	conflictReconcile
-)
+// conflictPlan is what a create statement's ON CONFLICT clause asks of the plugin. The
+// zero value, for no ON CONFLICT or one whose only target is the key column, asks
+// nothing: a row that conflicts there already holds the key of the row it conflicts
+// with.
+type conflictPlan struct {
+	// returning: DO UPDATE on another target. A row that conflicts is updated and keeps
+	// its old key, so the key column is added to RETURNING and GORM reads it back into
+	// the row, as it does without the plugin.
+	returning bool
+	// reconcile: DO NOTHING on another target or none, or DO UPDATE … WHERE. A row that
+	// conflicts (and is not updated) is not written; after the INSERT, reconcileKeys
+	// gives every such row its zero key back.
+	reconcile bool
+}
 
 // planConflict returns what stmt's ON CONFLICT clause asks for, or an error when the
 // plugin could not tell which key each row has after it.
 func planConflict(stmt *gorm.Statement, m *model) (conflictPlan, error) {
 	c, ok := stmt.Clauses["ON CONFLICT"]
 	if !ok {
-		return conflictNone, nil
+		return conflictPlan{}, nil
 	}
 	oc, ok := c.Expression.(clause.OnConflict)
 	if !ok {
-		return conflictNone, nil
+		return conflictPlan{}, nil
 	}
 	target := oc.Columns
 	if len(target) == 0 && oc.UpdateAll && oc.OnConstraint == "" {
 		target = []clause.Column{{Name: m.key.DBName}} // GORM's default for UpdateAll
 	}
 	if oc.OnConstraint == "" && len(target) == 1 && columnNamesKey(stmt, target[0].Name, m.key) {
-		return conflictNone, nil
+		return conflictPlan{}, nil
 	}
 	if oc.DoNothing || (len(oc.DoUpdates) == 0 && !oc.UpdateAll) {
-		return conflictReconcile, nil
+		return conflictPlan{reconcile: true}, nil
 	}
 	// DO UPDATE returns a row for every row sent, in order, and GORM scans them back
 	// row by row; a WHERE that skips some rows shifts every later one onto the wrong
 	// struct, and GORM cannot scan rows back into a slice of maps.
-	many := isList(stmt.ReflectValue) && stmt.ReflectValue.Len() > 1
-	if many && oc.Where.Exprs != nil {
-		return 0, fmt.Errorf("repo: model %s: ON CONFLICT DO UPDATE … WHERE on %d rows in one statement: seqrepo cannot tell which rows were written and which keys they hold; create them one at a time, or use Repository.Upsert", m.name(), stmt.ReflectValue.Len())
+	list := isList(stmt.ReflectValue)
+	if list && stmt.ReflectValue.Len() > 1 && len(oc.Where.Exprs) > 0 {
+		return conflictPlan{}, fmt.Errorf("repo: model %s: ON CONFLICT DO UPDATE … WHERE on %d rows in one statement: seqrepo cannot tell which rows were written and which keys they hold; create them one at a time, or use Repository.Upsert", m.name(), stmt.ReflectValue.Len())
 	}
-	if isList(stmt.ReflectValue) && reflect.Indirect(stmt.ReflectValue).Type().Elem().Kind() == reflect.Map {
-		return 0, fmt.Errorf("repo: model %s: ON CONFLICT DO UPDATE on a slice of maps: GORM cannot read each row's key back into its map; create structs, or the maps one at a time", m.name())
+	if list && stmt.ReflectValue.Type().Elem().Kind() == reflect.Map {
+		return conflictPlan{}, fmt.Errorf("repo: model %s: ON CONFLICT DO UPDATE on a slice of maps: GORM cannot read each row's key back into its map; create structs, or the maps one at a time", m.name())
 	}
-	return conflictReturn, nil
+	return conflictPlan{returning: true, reconcile: len(oc.Where.Exprs) > 0}, nil
 }
 
 // isList reports whether rv is a slice or an array.
@@ -186,8 +184,8 @@ func rowCount(rv reflect.Value) int {
 	return 1
 }
 
-// reconcileKeys runs after GORM's INSERT of a statement with ON CONFLICT DO NOTHING:
-// every row assignKeys gave a key to that was not written gets its old key back (zero,
+// reconcileKeys runs after GORM's INSERT of a statement with ON CONFLICT DO NOTHING (or
+// DO UPDATE … WHERE, on one row): every row assignKeys gave a key to that was not written gets its old key back (zero,
 // as GORM leaves it), so that no struct or map holds a key no row has. RowsAffected
 // says how many rows were written: when that is all of them or none, nothing is sent;
 // otherwise one query, on the statement's own connection (in its transaction), finds

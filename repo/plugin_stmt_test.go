@@ -271,6 +271,50 @@ func TestPluginOnConflict(t *testing.T) {
 			checkMembers(t, db, &ms[0], &ms[2])
 		})
 	}
+	t.Run("DoUpdatesWhereStruct", func(t *testing.T) {
+		old := existing(t, "where@x")
+		skip := onConflictEmail
+		skip.Where = clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: "false"}}}
+		m := Member{Email: "where@x", Name: "new"}
+		if err := db.Clauses(skip).Create(&m).Error; err != nil {
+			t.Fatal(err)
+		}
+		if m.ID != 0 && m.ID != old {
+			t.Errorf("row not updated: struct holds key %d; the existing row has %d", m.ID, old)
+		}
+		upd := onConflictEmail
+		upd.Where = clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: "true"}}}
+		m = Member{Email: "where@x", Name: "new"}
+		if err := db.Clauses(upd).Create(&m).Error; err != nil {
+			t.Fatal(err)
+		}
+		if m.ID != old {
+			t.Errorf("row updated: struct holds key %d, its row has %d", m.ID, old)
+		}
+		ms := []Member{{Email: "where@x"}, {Email: "where2@x"}}
+		if err := db.Clauses(skip).Create(&ms).Error; err == nil || !strings.Contains(err.Error(), "WHERE") {
+			t.Errorf("DO UPDATE … WHERE on a slice: err = %v, want an error", err)
+		}
+		if ms[0].ID != 0 || ms[1].ID != 0 {
+			t.Errorf("refused statement left keys: %d, %d", ms[0].ID, ms[1].ID)
+		}
+	})
+	t.Run("DoUpdatesSliceOfMaps", func(t *testing.T) {
+		rows := []map[string]any{{"email": "maps1@x", "name": "a"}, {"email": "maps2@x", "name": "b"}}
+		err := db.Model(&Member{}).Clauses(onConflictEmail).Create(rows).Error
+		if err == nil || !strings.Contains(err.Error(), "maps") {
+			t.Errorf("err = %v, want an error", err)
+		}
+	})
+	t.Run("KeyTarget", func(t *testing.T) {
+		// On the key column alone, a conflicting row holds the key it conflicts with.
+		old := existing(t, "key@x")
+		ms := []Member{{Email: "key1@x", Name: "1"}, {ID: old, Email: "key@x", Name: "new"}}
+		if err := db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoNothing: true}).Create(&ms).Error; err != nil {
+			t.Fatal(err)
+		}
+		checkMembers(t, db, &ms[0], &ms[1])
+	})
 	t.Run("DoNothingAllConflict", func(t *testing.T) {
 		old := existing(t, "all@x")
 		ms := []Member{{Email: "all@x", Name: "new"}, {Email: "all@x", Name: "new"}}
