@@ -58,8 +58,12 @@ func (m *model) checkRange(keys []int64) error {
 	}
 	for _, k := range keys {
 		if k < lo || k > hi {
+			typ := m.key.FieldType.String()
+			if kind := m.key.IndirectFieldType.Kind().String(); kind != typ {
+				typ += " (" + kind + ")" // a named type: say what it is
+			}
 			return fmt.Errorf("%w: model %s, key field %s is %s, which holds %d to %d, but sequence %s handed out %d; make the field int64 (and the column bigint)",
-				ErrKeyOutOfRange, m.name(), m.key.Name, m.key.FieldType, lo, hi, m.cfg.Sequence, k)
+				ErrKeyOutOfRange, m.name(), m.key.Name, typ, lo, hi, m.cfg.Sequence, k)
 		}
 	}
 	return nil

@@ -450,7 +450,8 @@ func TestPluginKeyOutOfRange(t *testing.T) {
 	if !errors.Is(err, repo.ErrKeyOutOfRange) {
 		t.Fatalf("err = %v, want ErrKeyOutOfRange", err)
 	}
-	for _, want := range []string{"Small", "ID", "2147483648", "2147483647", "int64"} {
+	t.Log(err)
+	for _, want := range []string{"Small", "ID", "SmallID (int32)", "2147483648", "2147483647", "int64"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q: %v", want, err)
 		}
