@@ -34,6 +34,39 @@ const callbackName = "seqrepo:assign_keys"
 // most one round trip per statement). The INSERT names the key column and has no
 // RETURNING for it. A key that is already set (non-zero) is kept.
 //
+// The rule the plugin keeps: after any create through GORM, every struct or map row
+// holds the key its row has in the table, or the call returns an error. A row that was
+// not written keeps its zero key, as GORM leaves it (or holds the existing row's key). A
+// statement that sends nothing reserves nothing. Otherwise the plugin is invisible:
+//
+//   - Select and Omit that leave the key column out (db.Select("Name").Create,
+//     db.Omit("ID").Create, gorm.G[T](db).Select(…).Create) get the key column back:
+//     the key seqrepo assigned is the one written, so the table needs no DEFAULT for
+//     it, and the associations saved after the row reference it. When the key column
+//     cannot be written at all (Omit("*"), a key field GORM may not create), the
+//     statement is GORM's own: no key is assigned and GORM reads the database's back.
+//   - ON CONFLICT (clause.OnConflict) whose only target is the key column changes
+//     nothing: a row that conflicts holds the key of the row it conflicts with. DO
+//     UPDATE (DoUpdates, UpdateAll) on another target adds the key column to RETURNING,
+//     so GORM reads the updated row's key back into the struct, in the INSERT's own
+//     round trip, as it does without the plugin. After DO NOTHING, every row given a
+//     key that was not written gets its zero key back: RowsAffected says when all rows
+//     or none were written, else one query on the statement's own connection finds
+//     which keys are in the table. DO UPDATE … WHERE on more than one row, and DO
+//     UPDATE on a slice of maps, return an error: GORM cannot tell which row each
+//     returned key belongs to.
+//   - A DryRun session and db.ToSQL are left to GORM: no key is reserved, none is
+//     written into the rows, and the SQL is what GORM builds without the plugin.
+//   - Join tables of many2many associations, GORM's own and SetupJoinTable models,
+//     are not keyed models: the idgen tags GORM copies onto them from the keys of both
+//     sides are ignored. A join model with a single key of its own is a model.
+//   - Hooks: keys are assigned before every other create callback, so BeforeSave and
+//     BeforeCreate see the row's key. A hook that sets a different non-zero key keeps
+//     it: that key is written and stays in the struct.
+//   - A key that the key field cannot hold (an int32 key past 2,147,483,647, any
+//     unsigned key below 0; named types of integers alike) is an error matching
+//     ErrKeyOutOfRange before any key is set or anything is written, never a wrap.
+//
 // There is one idgen.Allocator per sequence configuration, shared by the whole *gorm.DB
 // and made on first use. Keys are allocated on the statement's own connection: through
 // the shared allocator when the statement runs on the pool (so concurrent statements
@@ -138,9 +171,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 			return err
 		}
 	}
-	// First of all create callbacks: keys are known to BeforeCreate hooks and to the
-	// associations, and are allocated before GORM begins its default transaction.
-	return db.Callback().Create().Before("*").Register(callbackName, p.assignKeys)
+	return p.registerCallbacks(db)
 }
 
 // Validate checks the sequence of every given model the way idgen.New does — the model's
@@ -221,10 +252,14 @@ func (p *Plugin) model(s *schema.Schema) (*model, error) {
 }
 
 // assignKeys is the create callback: it gives every row of a tagged model that has no
-// key one, all from one NextN, and points the statement at the model's create schema.
+// key one, all from one NextN, and points the statement at the model's create schema,
+// in which the key is a plain column. A DryRun statement (ToSQL too) sends nothing, so
+// it is left to GORM and reserves nothing; a Select or Omit that leaves the key out gets
+// the key back (includeKey); an ON CONFLICT clause gets the key read back or reconciled
+// (planConflict).
 func (p *Plugin) assignKeys(db *gorm.DB) {
 	stmt := db.Statement
-	if db.Error != nil || stmt.Schema == nil {
+	if db.Error != nil || stmt.Schema == nil || db.DryRun {
 		return
 	}
 	m, err := p.model(stmt.Schema)
@@ -235,17 +270,33 @@ func (p *Plugin) assignKeys(db *gorm.DB) {
 	if m == nil {
 		return
 	}
-	stmt.Schema = m.create
-	if err := p.assign(stmt.Context, m, stmt.ConnPool, stmt.ReflectValue); err != nil {
+	plan, err := planConflict(stmt, m)
+	if err != nil {
 		db.AddError(err)
+		return
+	}
+	if !includeKey(stmt, m) {
+		return // the key column cannot be written: GORM's own statement
+	}
+	stmt.Schema = m.create
+	rows, err := p.assign(stmt.Context, m, stmt.ConnPool, stmt.ReflectValue)
+	if err != nil {
+		db.AddError(err)
+		return
+	}
+	if plan.returning {
+		returnKey(stmt, m)
+	}
+	if plan.reconcile && len(rows) > 0 {
+		stmt.Settings.Store(pendingKey{stmt}, &pending{rows: rows, n: rowCount(stmt.ReflectValue)})
 	}
 }
 
 // assign gives every row in rv (a struct, a slice or array of structs or pointers, or a
 // map or slice of maps as GORM accepts them) whose key is zero a new key from one NextN
-// on pool's allocator, and records them in ctx's keyJournal, if any. It returns idgen's
-// errors unchanged.
-func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv reflect.Value) error {
+// on pool's allocator, records them in ctx's keyJournal, if any, and returns them. It
+// returns idgen's errors unchanged.
+func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv reflect.Value) ([]keyedRow, error) {
 	var rows []keyedRow
 	add := func(v reflect.Value) {
 		v = reflect.Indirect(v)
@@ -270,31 +321,33 @@ func (p *Plugin) assign(ctx context.Context, m *model, pool gorm.ConnPool, rv re
 		add(rv)
 	}
 	if len(rows) == 0 {
-		return nil
+		return nil, nil
 	}
 	keys, err := p.next(ctx, m, pool, len(rows))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if j, ok := ctx.Value(keyJournalKey{}).(*keyJournal); ok {
 		j.record(rows)
 	}
 	for i := range rows {
+		rows[i].key = keys[i]
 		if err := rows[i].set(ctx, keys[i]); err != nil {
-			return fmt.Errorf("repo: set key of %s: %w", m.name(), err)
+			return nil, fmt.Errorf("repo: set key of %s: %w", m.name(), err)
 		}
 	}
-	return nil
+	return rows, nil
 }
 
 // keyedRow is a row of model m to which assign gives a key: a struct (v) or a map (mv,
-// with its entry under the key column before, if it had one).
+// with its entry under the key column before, if it had one), and the key it gave.
 type keyedRow struct {
 	m    *model
 	v    reflect.Value
 	mv   map[string]any
 	prev any
 	had  bool
+	key  int64
 }
 
 // set gives the row key k.
@@ -361,7 +414,9 @@ func mapKeyZero(row map[string]any, key *schema.Field) bool {
 }
 
 // next returns n new keys for m, allocated on pool: through the shared allocator when
-// pool is the plugin's own pool, else through Allocator.Using(pool).
+// pool is the plugin's own pool, else through Allocator.Using(pool). It is where the
+// plugin, CreateAll, Copy and Upsert all get their keys, so it also refuses keys that
+// m's key field cannot hold (ErrKeyOutOfRange) before any is set or written.
 func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) ([]int64, error) {
 	q := p.querier(pool)
 	a, err := p.allocator(ctx, m.cfg, q)
@@ -371,7 +426,14 @@ func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) 
 	if !samePool(q, p.pool) {
 		a = a.Using(q)
 	}
-	return a.NextN(ctx, n)
+	keys, err := a.NextN(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkRange(keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
 // querier returns the Querier a statement on pool should allocate through: pool without

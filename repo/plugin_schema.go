@@ -56,6 +56,9 @@ func parseSchema(db *gorm.DB, value any) (*schema.Schema, error) {
 // and an error when the tag is on something other than the single integer primary key
 // or does not parse.
 func parseModel(s *schema.Schema) (*model, error) {
+	if isJoinTable(s) { // tags GORM copied from the keys of both sides
+		return nil, nil
+	}
 	var tagged []*schema.Field
 	for _, f := range s.Fields {
 		if _, ok := f.Tag.Lookup(idgen.TagKey); ok {
