@@ -20,7 +20,7 @@ func TestREADMECodeIsTested(t *testing.T) {
 	blocks := goBlocks(string(readme))
 	require.NotEmpty(t, blocks, "README.md has no ```go blocks")
 
-	examples, err := filepath.Glob("*/example_test.go")
+	examples, err := filepath.Glob("*/*example_test.go") // example_test.go, graph_example_test.go, …
 	require.NoError(t, err)
 	require.NotEmpty(t, examples)
 	sourcesOf, err := filepath.Glob("models/*.go")

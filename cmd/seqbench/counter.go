@@ -14,19 +14,25 @@ import (
 type counter struct {
 	statements atomic.Int64 // queries, execs, COPYs and batch queries
 	nextval    atomic.Int64 // statements that call nextval themselves (not DEFAULTs)
+	// roundTrips estimates the network round trips: one per query and per batch, two
+	// per COPY (pgx's default exec mode, once statements are prepared).
+	roundTrips atomic.Int64
 }
 
 type counts struct {
 	Statements int64 `json:"statements"`
 	Nextval    int64 `json:"nextval_round_trips"`
+	// RoundTrips are network round trips: counted by the --rtt proxy when it runs,
+	// else estimated from what pgx sends (see counter.roundTrips).
+	RoundTrips int64 `json:"round_trips"`
 }
 
 func (c *counter) snapshot() counts {
-	return counts{Statements: c.statements.Load(), Nextval: c.nextval.Load()}
+	return counts{Statements: c.statements.Load(), Nextval: c.nextval.Load(), RoundTrips: c.roundTrips.Load()}
 }
 
 func (c counts) sub(o counts) counts {
-	return counts{Statements: c.Statements - o.Statements, Nextval: c.Nextval - o.Nextval}
+	return counts{Statements: c.Statements - o.Statements, Nextval: c.Nextval - o.Nextval, RoundTrips: c.RoundTrips - o.RoundTrips}
 }
 
 func (c *counter) count(sql string) {
@@ -38,6 +44,7 @@ func (c *counter) count(sql string) {
 
 func (c *counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	c.count(d.SQL)
+	c.roundTrips.Add(1)
 	return ctx
 }
 
@@ -45,12 +52,14 @@ func (c *counter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndDat
 
 func (c *counter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
 	c.statements.Add(1)
+	c.roundTrips.Add(2)
 	return ctx
 }
 
 func (c *counter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
 
 func (c *counter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.roundTrips.Add(1)
 	return ctx
 }
 

@@ -39,7 +39,7 @@ func runJSON(t *testing.T, args ...string) (jsonReport, int, string) {
 
 func TestEveryStrategyVerifies(t *testing.T) {
 	const rows, batch = 900, 200
-	rep, code, stderr := runJSON(t, "--rows", "900", "--batch", "200", "--repeat", "1", "--writers", "2")
+	rep, code, stderr := runJSON(t, "--rows", "900", "--batch", "200", "--repeat", "1", "--writers", "2", "--requests", "20")
 	require.Equal(t, 0, code, stderr)
 	require.Len(t, rep.Results, len(allStrategies()))
 	assert.Equal(t, rows, rep.Meta.Commits)
@@ -47,14 +47,19 @@ func TestEveryStrategyVerifies(t *testing.T) {
 	for _, r := range rep.Results {
 		byName[r.Strategy] = r
 		assert.True(t, r.Verified, "%s: %s", r.Strategy, r.Error)
-		assert.Equal(t, rows, r.Rows, r.Strategy)
+		if isGraph(r.Strategy) {
+			assert.Equal(t, 20*21, r.Rows, r.Strategy)
+			assert.Positive(t, r.P99ms, r.Strategy)
+		} else {
+			assert.Equal(t, rows, r.Rows, r.Strategy)
+		}
 		assert.Len(t, r.Runs, 1, r.Strategy)
 		assert.Positive(t, r.Median, r.Strategy)
 	}
 	// rowbyrow: at least an INSERT per row (GORM's default transaction adds BEGIN/COMMIT).
 	assert.GreaterOrEqual(t, byName["rowbyrow"].Counts.Statements, int64(rows))
 	// The database assigns keys for the baselines and references: no nextval sent.
-	for _, name := range []string{"rowbyrow", "identity-batch", "raw-copy", "pivot-reference"} {
+	for _, name := range []string{"rowbyrow", "identity-batch", "raw-copy", "pivot-reference", "graph-gorm"} {
 		assert.Zero(t, byName[name].Counts.Nextval, name)
 	}
 	// seqrepo's strategies: at most one nextval round trip per write batch: the
@@ -70,7 +75,8 @@ func TestEveryStrategyVerifies(t *testing.T) {
 
 func TestExitsNonZeroOnBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"--rows", "-1"}, {"--alloc", "0"}, {"--batch", "0"}, {"--writers", "0"}, {"--repeat", "0"},
+		{"--rows", "-1"}, {"--alloc", "0"}, {"--batch", "0"}, {"--writers", "0"}, {"--repeat", "0"}, {"--rounds", "0"},
+		{"--rtt", "-1ms"}, {"--rtt", "soon"}, {"--requests", "0"},
 		{"--strategies", "rowbyrow,nope"}, {"extra"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -15,6 +15,9 @@ func allStrategies() []strategy {
 		{name: "upsert", about: "seqrepo Repository.Upsert, a third of the input already present", prepare: preloadThird, run: seqUpsert},
 		{name: "raw-copy", about: "pgx CopyFrom written by hand, no seqrepo (the speed limit)", run: rawCopy},
 		{name: "pivot-reference", about: "COPY to a temp table + INSERT … SELECT … ON CONFLICT DO NOTHING by hand", prepare: preloadThird, run: pivotReference},
+		{name: "graph-gorm", about: "per request: GORM Create of 1 repository + 10 authors + 10 commits, IDENTITY keys", run: graphGORM},
+		{name: "graph-plugin", about: "per request: the same with the seqrepo plugin, keys from sequence blocks", run: graphPlugin},
+		{name: "graph", about: "per request: the same with seqrepo Repository.CreateGraph, one pipeline round trip", run: graphPipeline},
 	}
 }
 

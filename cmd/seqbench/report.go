@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -21,8 +22,14 @@ type result struct {
 	SpeedUp   float64   `json:"speedup_over_rowbyrow,omitempty"`
 	VsRawCopy float64   `json:"ratio_to_raw_copy,omitempty"`
 	Counts    counts    `json:"per_run"`
-	Verified  bool      `json:"verified"`
-	Error     string    `json:"error,omitempty"`
+	// The graph strategies': requests per run, each request's time (over every run)
+	// and the network round trips per request.
+	Requests             int     `json:"requests,omitempty"`
+	P50ms                float64 `json:"p50_ms,omitempty"`
+	P99ms                float64 `json:"p99_ms,omitempty"`
+	RoundTripsPerRequest float64 `json:"round_trips_per_request,omitempty"`
+	Verified             bool    `json:"verified"`
+	Error                string  `json:"error,omitempty"`
 }
 
 func median(xs []float64) float64 {
@@ -70,7 +77,7 @@ func finish(results []*result) {
 
 func printTable(w io.Writer, results []*result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "strategy\trows\tmedian s\trows/s\tvs rowbyrow\tvs raw-copy\tnextval RTs\tstatements\tverified\t")
+	fmt.Fprintln(tw, "strategy\trows\tmedian s\trows/s\tvs rowbyrow\tvs raw-copy\tnextval RTs\tstatements\tround trips\tp50 ms\tp99 ms\tRTs/request\tverified\t")
 	for _, r := range results {
 		ratio := func(x float64) string {
 			if x == 0 {
@@ -82,8 +89,13 @@ func printTable(w io.Writer, results []*result) {
 		if !r.Verified {
 			ok = "NO"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.0f\t%s\t%s\t%d\t%d\t%s\t\n",
-			r.Strategy, r.Rows, r.Median, r.RowsPerS, ratio(r.SpeedUp), ratio(r.VsRawCopy), r.Counts.Nextval, r.Counts.Statements, ok)
+		p50, p99, rts := "-", "-", "-"
+		if r.Requests > 0 {
+			p50, p99, rts = fmt.Sprintf("%.2f", r.P50ms), fmt.Sprintf("%.2f", r.P99ms), fmt.Sprintf("%.2f", r.RoundTripsPerRequest)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.0f\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
+			r.Strategy, r.Rows, r.Median, r.RowsPerS, ratio(r.SpeedUp), ratio(r.VsRawCopy), r.Counts.Nextval, r.Counts.Statements,
+			r.Counts.RoundTrips, p50, p99, rts, ok)
 	}
 	tw.Flush()
 	for _, r := range results {
@@ -99,12 +111,16 @@ func printJSON(w io.Writer, meta any, results []*result) error {
 	return enc.Encode(map[string]any{"meta": meta, "results": results})
 }
 
-// progress: a line on stderr, redrawn in place, only when stderr is a terminal.
+// progress: a line on stderr, redrawn in place when stderr is a terminal, else
+// printed every progressEvery, so that a long run is never silent.
 var (
 	progressRows  atomic.Int64
 	progressTotal atomic.Int64
 	progressLabel atomic.Value // string
+	progressUnit  atomic.Value // string
 )
+
+const progressEvery = 10 * time.Second
 
 func progressAdd(n int) { progressRows.Add(int64(n)) }
 
@@ -113,33 +129,58 @@ func stderrIsTerminal() bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// startProgress redraws the progress line until the returned stop is called.
-func startProgress() (stop func()) {
-	if !stderrIsTerminal() {
-		return func() {}
+// startProgress reports progress on w until the returned stop is called.
+func startProgress(w io.Writer) (stop func()) {
+	terminal := stderrIsTerminal()
+	if lw, ok := w.(*lockedWriter); !ok || lw.w != os.Stderr {
+		terminal = false
+	}
+	every := progressEvery
+	if terminal {
+		every = 200 * time.Millisecond
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
-				fmt.Fprint(os.Stderr, "\r\033[K")
+				if terminal {
+					fmt.Fprint(w, "\r\033[K")
+				}
 				return
 			case <-t.C:
 				label, _ := progressLabel.Load().(string)
-				fmt.Fprintf(os.Stderr, "\r\033[K%s %d/%d rows", label, progressRows.Load(), progressTotal.Load())
+				unit, _ := progressUnit.Load().(string)
+				if terminal {
+					fmt.Fprintf(w, "\r\033[K%s %d/%d %s", label, progressRows.Load(), progressTotal.Load(), unit)
+				} else {
+					fmt.Fprintf(w, "%s: %d/%d %s\n", label, progressRows.Load(), progressTotal.Load(), unit)
+				}
 			}
 		}
 	}()
 	return func() { close(done); <-finished }
 }
 
-func setProgress(label string, total int) {
+func setProgress(label string, total int, unit string) {
 	progressLabel.Store(label)
+	progressUnit.Store(unit)
 	progressRows.Store(0)
 	progressTotal.Store(int64(total))
+}
+
+// lockedWriter serialises writes to w: the progress lines and the log share stderr.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
@@ -21,6 +22,11 @@ type env struct {
 	batch   int
 	writers int
 	alloc   int
+	// The graph strategies' requests per run, and the time of each.
+	requests int
+	lat      *latencies
+	proxy    *rttProxy     // the --rtt proxy, nil without one
+	rtt      time.Duration // the round trip measured with SELECT 1
 }
 
 // strategy is one way of ingesting the history. prepare runs untimed before each run
