@@ -110,3 +110,54 @@ func TestSequenceRecreated(t *testing.T) {
 		})
 	}
 }
+
+// TestTenantSchemasKeysInMemory: with schema-per-tenant code (an unqualified name and
+// SET LOCAL search_path per transaction), keys the Allocator holds in memory must not
+// reach a transaction where the name means another tenant's sequence. When sequences
+// of the name exist in several schemas, an Allocator from Using checks on its
+// Querier, before it hands out a key, that the name resolves to the pinned sequence.
+// A name that only one schema has costs no check.
+func TestTenantSchemasKeysInMemory(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := t.Context()
+	mustExec(t, db, `CREATE SEQUENCE items_id_seq INCREMENT 50`, `CREATE SEQUENCE solo_id_seq INCREMENT 50`,
+		`CREATE SCHEMA t2`, `CREATE SEQUENCE t2.items_id_seq INCREMENT 50`)
+	alloc := newAlloc(t, db, "items_id_seq", 50) // public.items_id_seq
+	k, err := alloc.Next(ctx)                    // 1; 2..50 stay in memory
+	noErr(t, err, "Next")
+	if k != 1 {
+		t.Fatalf("first key %d", k)
+	}
+
+	inTx := func(path string, f func(tx *sql.Tx)) {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		noErr(t, err, "begin")
+		defer tx.Rollback()
+		mustExec(t, tx, `SET LOCAL search_path TO `+path)
+		f(tx)
+	}
+	inTx("t2", func(tx *sql.Tx) {
+		keys, err := alloc.Using(tx).NextN(ctx, 5)
+		if !errors.Is(err, idgen.ErrSequenceChanged) || keys != nil {
+			t.Fatalf("NextN where items_id_seq means t2.items_id_seq = %v, %v; want no keys and ErrSequenceChanged", keys, err)
+		}
+	})
+	inTx("public", func(tx *sql.Tx) {
+		keys, err := alloc.Using(tx).NextN(ctx, 5)
+		noErr(t, err, "NextN where the name means the pinned sequence")
+		equalKeys(t, keys, seqRange(2, 6))
+	})
+
+	solo := newAlloc(t, db, "solo_id_seq", 50)
+	_, err = solo.Next(ctx)
+	noErr(t, err, "Next")
+	before := solo.Stats().RoundTrips
+	inTx("public", func(tx *sql.Tx) {
+		_, err := solo.Using(tx).NextN(ctx, 5)
+		noErr(t, err, "NextN of a name in one schema only")
+	})
+	if got := solo.Stats().RoundTrips; got != before {
+		t.Errorf("keys in memory of a name in one schema took %d round trips, want none", got-before)
+	}
+}
