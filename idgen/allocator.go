@@ -38,23 +38,44 @@ type Allocator struct {
 	// the caller's own transaction.
 	q   Querier
 	via bool
+	// verified is set once q was seen to resolve the name to the pinned sequence; only
+	// Allocators from Using check, and only for names that are ambiguous (state.ambiguous).
+	verified atomic.Bool
 }
 
 // state is shared by an Allocator and every Allocator that Using derives from it.
 type state struct {
 	cfg Config
-	oid int64 // the sequence cfg.Sequence resolved to in New; every refill draws from it
+
+	// ambiguous is true while cfg.Sequence is unqualified and sequences of that name
+	// exist in more than one schema: then an Allocator from Using checks, before its
+	// first key, that the name resolves on its Querier to the pinned sequence.
+	ambiguous atomic.Bool
 
 	mu sync.Mutex // protects the fields below; never held across a round trip
+	// oid is the sequence every refill draws from: the one cfg.Sequence resolved to in
+	// New, until that sequence is dropped and the name resolves to a new one (repin).
+	oid int64
+	// timeline is the server's WAL timeline the pooled blocks were reserved on, 0 before
+	// the first refill. A refill on a later timeline (after a failover) drops the pool.
+	timeline int64
+	// high is the highest key ever accepted into the pool. After a re-pin, floor is the
+	// high of the old sequences: a key at or below it is never accepted again.
+	high, floor int64
+	haveHigh    bool // high is set: a block was accepted
+	repinned    bool // floor applies
 	// blocks are reserved keys not yet handed out, in the order they are handed out.
 	blocks []span
 	// refill is the background refill in flight on the default Querier, or nil.
 	refill *refill
-	// epoch counts the times dropAll forgot the blocks after an increment mismatch;
-	// dropped is the mismatch that ended the latest epoch. Keys taken, and blocks
-	// reserved by a round trip that began, in an earlier epoch may come from a nextval
-	// issued under the old INCREMENT: they are neither handed out nor pooled after the
-	// drop, so once a mismatch is reported no key is handed out while it lasts.
+	// epoch counts the times the pool was dropped: after an increment mismatch
+	// (dropAll), a failover to a new WAL timeline, or a re-pin to a sequence created
+	// again. dropped is the mismatch that ended the latest epoch, or nil when the drop
+	// lets calls go on. Keys taken, and blocks reserved by a round trip that began, in an
+	// earlier epoch may come from a nextval issued under the old INCREMENT, on the old
+	// timeline or from the old sequence: they are neither handed out nor pooled after
+	// the drop. With a mismatch, no key is handed out while it lasts; otherwise the
+	// calls that held them start over with new blocks.
 	epoch   uint64
 	dropped error
 
@@ -100,11 +121,12 @@ func New(ctx context.Context, db Querier, cfg Config) (*Allocator, error) {
 	if db == nil {
 		return nil, &ConfigError{Sequence: cfg.Sequence, Problems: []string{"nil Querier"}}
 	}
-	oid, err := describe(ctx, db, cfg)
+	oid, ambiguous, err := describe(ctx, db, cfg)
 	if err != nil {
 		return nil, err
 	}
 	st := &state{cfg: cfg, oid: oid}
+	st.ambiguous.Store(ambiguous)
 	if err := register(ctx, db, st); err != nil {
 		return nil, err
 	}
@@ -115,9 +137,14 @@ func New(ctx context.Context, db Querier, cfg Config) (*Allocator, error) {
 func (a *Allocator) Config() Config { return a.st.cfg }
 
 // SequenceOID returns the OID of the sequence the Allocator is pinned to: the one
-// Config.Sequence resolved to when New ran. Allocators with equal SequenceOID draw from
-// the same sequence, whatever names they were configured with.
-func (a *Allocator) SequenceOID() uint32 { return uint32(a.st.oid) }
+// Config.Sequence resolved to when New ran, or, after that sequence was dropped and
+// created again, the one the name resolved to then. Allocators with equal SequenceOID
+// draw from the same sequence, whatever names they were configured with.
+func (a *Allocator) SequenceOID() uint32 {
+	a.st.mu.Lock()
+	defer a.st.mu.Unlock()
+	return uint32(a.st.oid)
+}
 
 // Using returns an Allocator that shares a's reserved keys and statistics but runs
 // any refill it needs on q with the caller's context, for example the caller's own
@@ -179,20 +206,27 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 		return nil, nil
 	}
 	st := a.st
+	if a.via && st.ambiguous.Load() && !a.verified.Load() {
+		if err := a.verify(ctx); err != nil {
+			return nil, err
+		}
+	}
 	keys := make([]int64, 0, n)
 	var epoch uint64 // the epoch keys were taken in
 	for {
 		st.mu.Lock()
+		if len(keys) > 0 && st.epoch != epoch { // keys from before a drop: see state.epoch
+			if err := st.dropped; err != nil {
+				st.mu.Unlock()
+				return nil, err
+			}
+			keys = keys[:0] // dropped after a failover or a re-pin: start over
+		}
 		if len(keys) == 0 {
 			epoch = st.epoch
 		}
 		keys = st.takeLocked(keys, n-len(keys))
 		if len(keys) == n {
-			if st.epoch != epoch { // keys from before a drop: see state.epoch
-				err := st.dropped
-				st.mu.Unlock()
-				return nil, err
-			}
 			st.mu.Unlock()
 			st.handedOut.Add(int64(n))
 			return keys, nil
@@ -252,16 +286,19 @@ func (a *Allocator) runRefill(ctx context.Context, r *refill) {
 	st := a.st
 	st.mu.Lock()
 	r.finishing = true
-	if err == nil && st.epoch != epoch {
-		err = st.dropped // reserved before a mismatch was reported: see state.epoch
+	if st.epoch != epoch {
+		// Reserved before a drop (see state.epoch): discard. After a mismatch the call
+		// fails with it; otherwise it finds no keys and starts another refill.
+		blocks = nil
+		if err == nil {
+			err = st.dropped
+		}
 	}
+	st.acceptLocked(blocks) // blocks that fit below MAXVALUE stay even when err says the rest did not
 	if err != nil {
 		r.err = err
-	} else {
-		st.blocks = append(blocks, st.blocks...)
-		if !r.gaveUp {
-			r.keys = st.takeLocked(make([]int64, 0, r.want), r.want)
-		}
+	} else if !r.gaveUp {
+		r.keys = st.takeLocked(make([]int64, 0, r.want), r.want)
 	}
 	st.refill = nil
 	st.mu.Unlock()
@@ -272,47 +309,190 @@ func (a *Allocator) runRefill(ctx context.Context, r *refill) {
 // the caller's ctx, and returns want keys; the rest go to the shared pool.
 func (a *Allocator) refillVia(ctx context.Context, want int) ([]int64, error) {
 	blocks, epoch, err := a.reserve(ctx, a.q, want)
-	if err != nil {
-		return nil, err
-	}
 	st := a.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.epoch != epoch {
-		return nil, st.dropped // reserved before a mismatch was reported: see state.epoch
+		// Reserved before a drop (see state.epoch): discard. nil keys and a nil error
+		// send the caller round again.
+		if err != nil {
+			return nil, err
+		}
+		return nil, st.dropped
 	}
-	st.blocks = append(blocks, st.blocks...)
+	st.acceptLocked(blocks) // blocks that fit below MAXVALUE stay even when err says the rest did not
+	if err != nil {
+		return nil, err
+	}
 	return st.takeLocked(make([]int64, 0, want), want), nil
 }
 
 // reserve runs round trips until the blocks hold at least want keys. One round trip
 // suffices except for the Pooled optimizer's first value of a fresh sequence, a block
-// of one key, which can need a second. It also returns the epoch it began in.
+// of one key, and after a failover or a re-pin, which start over. It also returns the
+// epoch the blocks belong to. With an error matching ErrExhausted it also returns the
+// blocks that fit below MAXVALUE, which the caller keeps.
 func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, uint64, error) {
 	st := a.st
 	st.mu.Lock()
-	epoch := st.epoch
+	epoch, oid, floor, repinned := st.epoch, st.oid, st.floor, st.repinned
 	st.mu.Unlock()
 	size := int64(st.cfg.AllocationSize)
 	var blocks []span
 	var have int64
-	for have < int64(want) {
+	for repins := 0; have < int64(want); {
 		count := (int64(want) - have + size - 1) / size
 		st.roundTrips.Add(1)
-		got, err := fetch(ctx, q, st.cfg, st.oid, int(count))
-		if err != nil {
-			if errors.Is(err, ErrIncrementMismatch) {
-				st.dropAll(err)
+		got, err := fetch(ctx, q, st.cfg, oid, int(count))
+		if errors.Is(err, errPinLost) {
+			if repins++; repins > 2 {
+				return nil, 0, &SequenceError{Sequence: st.cfg.Sequence, Err: ErrSequenceChanged,
+					Detail: "the name kept resolving to another sequence than the one just pinned"}
 			}
+			if err := a.repin(ctx, q, oid); err != nil {
+				return nil, 0, err
+			}
+			st.mu.Lock()
+			epoch, oid, floor, repinned = st.epoch, st.oid, st.floor, st.repinned
+			st.mu.Unlock()
+			blocks, have = nil, 0
+			continue
+		}
+		if errors.Is(err, ErrIncrementMismatch) {
+			st.dropAll(err)
+		}
+		if err != nil && !errors.Is(err, ErrExhausted) {
 			return nil, 0, err
 		}
-		st.reserved.Add(int64(len(got)))
-		for _, b := range got {
-			have += b.len()
+		st.reserved.Add(int64(len(got.blocks)))
+		st.ambiguous.Store(got.ambiguous)
+		st.mu.Lock()
+		if got.timeline < st.timeline {
+			st.mu.Unlock()
+			return nil, 0, &SequenceError{Sequence: st.cfg.Sequence, Err: ErrOlderTimeline,
+				Detail: fmt.Sprintf("the server is on WAL timeline %d, a refill before saw %d", got.timeline, st.timeline)}
 		}
-		blocks = append(blocks, got...)
+		if got.timeline > st.timeline {
+			if st.timeline != 0 {
+				// A failover: blocks reserved on an earlier timeline may be issued again by
+				// the promoted server. Drop them, and this call's earlier ones; go on with
+				// this statement's, unless another drop made them stale already.
+				current := st.epoch == epoch
+				st.dropLocked(nil)
+				if current {
+					epoch = st.epoch
+				}
+				blocks, have = nil, 0
+			}
+			st.timeline = got.timeline
+		}
+		st.mu.Unlock()
+		for _, b := range got.blocks {
+			if repinned && b.last <= floor {
+				continue // below a key reserved from the sequence's former incarnation
+			}
+			if repinned && b.next <= floor {
+				b.next = floor + 1
+			}
+			have += b.len()
+			blocks = append(blocks, b)
+		}
+		if err != nil { // ErrExhausted, with the blocks that fit
+			return blocks, epoch, err
+		}
 	}
 	return blocks, epoch, nil
+}
+
+// repin moves the Allocator to the sequence its name now resolves to on q, when the
+// sequence it was pinned to (oid) no longer exists: dropped, then created again by a
+// migration or a test that resets its schema. It drops every key still held, checks
+// the new sequence as New does, and moves it forward past every key reserved from the
+// old one (advance), so that this process never hands out a key twice. When the old
+// sequence still exists, the name means another sequence on q (another search_path),
+// and it returns ErrSequenceChanged.
+func (a *Allocator) repin(ctx context.Context, q Querier, oid int64) error {
+	st := a.st
+	seq := st.cfg.Sequence
+	st.roundTrips.Add(1)
+	now, exists, err := resolve(ctx, q, st.cfg, oid)
+	if err != nil {
+		return err
+	}
+	if now == 0 {
+		return &SequenceError{Sequence: seq, Err: ErrSequenceNotFound}
+	}
+	if now == oid {
+		return nil // the name resolves to the pinned sequence again
+	}
+	if exists {
+		return &SequenceError{Sequence: seq, Err: ErrSequenceChanged,
+			Detail: fmt.Sprintf("on this connection the name resolves to the sequence with OID %d, not to the one with OID %d the Allocator is pinned to, which still exists: a different search_path? Use a schema-qualified name", now, oid)}
+	}
+	st.mu.Lock()
+	current := st.oid
+	st.mu.Unlock()
+	if current != oid { // another call re-pinned already
+		return nil
+	}
+	st.roundTrips.Add(2)
+	newOID, ambiguous, err := describe(ctx, q, st.cfg)
+	if err != nil {
+		return err
+	}
+	if err := register(ctx, q, &state{cfg: st.cfg, oid: newOID}); err != nil {
+		return err
+	}
+	st.mu.Lock()
+	if st.oid != oid {
+		st.mu.Unlock()
+		return nil
+	}
+	st.oid = newOID
+	st.ambiguous.Store(ambiguous)
+	st.dropLocked(nil)
+	if !st.haveHigh {
+		st.mu.Unlock()
+		return nil // nothing was ever reserved from the old sequence
+	}
+	if !st.repinned || st.high > st.floor {
+		st.floor = st.high
+	}
+	st.repinned = true
+	floor := st.floor
+	st.mu.Unlock()
+	return advance(ctx, q, st.cfg, newOID, floor)
+}
+
+// verify checks, for an Allocator from Using whose name is ambiguous, that the name
+// resolves on a.q to the pinned sequence, before any key is handed out through it.
+func (a *Allocator) verify(ctx context.Context) error {
+	st := a.st
+	st.mu.Lock()
+	oid := st.oid
+	st.mu.Unlock()
+	st.roundTrips.Add(1)
+	now, _, err := resolve(ctx, a.q, st.cfg, oid)
+	if err != nil {
+		return err
+	}
+	if now != oid {
+		return &SequenceError{Sequence: st.cfg.Sequence, Err: ErrSequenceChanged,
+			Detail: fmt.Sprintf("on this connection the unqualified name resolves to the sequence with OID %d, not to the one with OID %d the Allocator is pinned to; sequences of that name exist in several schemas: use a schema-qualified name, or an Allocator per schema", now, oid)}
+	}
+	a.verified.Store(true)
+	return nil
+}
+
+// acceptLocked puts blocks reserved in the current epoch at the front of the pool;
+// st.mu must be held.
+func (st *state) acceptLocked(blocks []span) {
+	for _, b := range blocks {
+		if !st.haveHigh || b.last > st.high {
+			st.high, st.haveHigh = b.last, true
+		}
+	}
+	st.blocks = append(blocks, st.blocks...)
 }
 
 // popLocked hands out the next key; st.mu must be held and st.blocks non-empty.
@@ -377,8 +557,14 @@ func (st *state) fail(keys []int64, epoch uint64, err error) error {
 // blocks other writers get under the new one.
 func (st *state) dropAll(err error) {
 	st.mu.Lock()
+	st.dropLocked(err)
+	st.mu.Unlock()
+}
+
+// dropLocked forgets every reserved key and starts a new epoch that err ended (nil:
+// calls go on with new blocks); st.mu must be held.
+func (st *state) dropLocked(err error) {
 	st.blocks = nil
 	st.epoch++
 	st.dropped = err
-	st.mu.Unlock()
 }

@@ -233,7 +233,8 @@ func TestStats(t *testing.T) {
 }
 
 // TestExhaustedMidBatch asks for more blocks than fit below MAXVALUE: the call fails
-// with ErrExhausted and hands out nothing, and keys already in memory stay usable.
+// with ErrExhausted and hands out nothing, but the blocks that fit stay reserved, so
+// keys already in memory and the last keys below MAXVALUE are still handed out.
 func TestExhaustedMidBatch(t *testing.T) {
 	db, _ := openDB(t)
 	ctx := t.Context()
@@ -241,12 +242,13 @@ func TestExhaustedMidBatch(t *testing.T) {
 		name, opts string
 		why        string
 		n          int
+		last       int64 // the last key below MAXVALUE
 	}{
-		// 49 keys in memory and 40 blocks; nextval itself fails at 1001 > 1000.
-		{"nextval fails", "INCREMENT 50 MAXVALUE 1000", "nextval", 2000},
-		// 49 keys in memory and 20 blocks; nextval issues 51 … 1001, but the block
-		// 1001..1050 passes MAXVALUE 1020.
-		{"block passes MAXVALUE", "INCREMENT 50 MAXVALUE 1020", "block", 1049},
+		// 49 keys in memory and 40 blocks; only 51..1000 fit below MAXVALUE 1000.
+		{"nextval would pass MAXVALUE", "INCREMENT 50 MAXVALUE 1000", "nextval", 2000, 1000},
+		// 49 keys in memory and 20 blocks; nextval issues 51 … 1001, and the block of
+		// 1001 ends at MAXVALUE 1020, 30 keys short.
+		{"block passes MAXVALUE", "INCREMENT 50 MAXVALUE 1020", "block", 1049, 1020},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			seq := "ex_" + tt.why
@@ -266,19 +268,34 @@ func TestExhaustedMidBatch(t *testing.T) {
 			if !strings.Contains(err.Error(), seq) {
 				t.Errorf("error %q does not name the sequence", err)
 			}
-			if got := a.Stats(); got.Keys != before.Keys || got.Blocks != before.Blocks {
+			if got := a.Stats(); got.Keys != before.Keys {
 				t.Fatalf("a failed NextN changed Stats from %+v to %+v", before, got)
 			}
-			// The keys in memory were not lost with the failed call.
-			keys, err = a.NextN(ctx, 49)
-			noErr(t, err, "NextN of the keys in memory")
-			equalKeys(t, keys, seqRange(2, 50))
-			// The failed statement used up the sequence: it stays exhausted.
+			// Neither the keys in memory nor those that fit were lost with the failed call.
+			keys, err = a.NextN(ctx, int(tt.last-1))
+			noErr(t, err, "NextN of the keys that fit")
+			equalKeys(t, keys, seqRange(2, tt.last))
 			if _, err := a.Next(ctx); !errors.Is(err, idgen.ErrExhausted) {
 				t.Fatalf("Next after: %v, want ErrExhausted", err)
 			}
 		})
 	}
+
+	// The example of issue 12: MAXVALUE 1000, keys 1..800 handed out. NextN(250) fails,
+	// and NextN(200) then gets 801..1000, which it would have got without the failure.
+	t.Run("what fits is kept", func(t *testing.T) {
+		mustExec(t, db, `CREATE SEQUENCE max1000 INCREMENT 50 MAXVALUE 1000`)
+		a := newAlloc(t, db, "max1000", 50)
+		keys, err := a.NextN(ctx, 800)
+		noErr(t, err, "NextN(800)")
+		equalKeys(t, keys, seqRange(1, 800))
+		if keys, err := a.NextN(ctx, 250); !errors.Is(err, idgen.ErrExhausted) || keys != nil {
+			t.Fatalf("NextN(250) = %d keys, %v; want none and ErrExhausted", len(keys), err)
+		}
+		keys, err = a.NextN(ctx, 200)
+		noErr(t, err, "NextN(200)")
+		equalKeys(t, keys, seqRange(801, 1000))
+	})
 
 	t.Run("last block fits exactly", func(t *testing.T) {
 		mustExec(t, db, `CREATE SEQUENCE exact INCREMENT 50 MAXVALUE 100`)

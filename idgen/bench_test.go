@@ -69,3 +69,33 @@ func BenchmarkNextN(b *testing.B) {
 	}
 	b.ReportMetric(1000, "keys/op")
 }
+
+// BenchmarkRefill measures one refill round trip (a block of 50 per NextN(50)), with
+// the WAL write that makes it wait for synchronous standbys and without it
+// (Config.NoDurableRefill). The test server runs with fsync off; to see the cost of the
+// refill's WAL flush, point DATABASE_URL at a server with default durability.
+func BenchmarkRefill(b *testing.B) {
+	for _, tt := range []struct {
+		name      string
+		noDurable bool
+	}{
+		{"durable", false},
+		{"not-durable", true},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			db, _ := openDB(b)
+			mustExec(b, db, `CREATE SEQUENCE s INCREMENT 50`)
+			a, err := idgen.New(b.Context(), db, idgen.Config{Sequence: "s", AllocationSize: 50, NoDurableRefill: tt.noDurable})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := b.Context()
+			for b.Loop() {
+				if _, err := a.NextN(ctx, 50); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(a.Stats().RoundTrips)/float64(b.N), "roundtrips/op")
+		})
+	}
+}

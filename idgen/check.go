@@ -33,7 +33,7 @@ func CheckOne(ctx context.Context, q Querier, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	_, err := describe(ctx, q, cfg)
+	_, _, err := describe(ctx, q, cfg)
 	return err
 }
 

@@ -47,6 +47,13 @@ type Config struct {
 	AllocationSize int
 	// Optimizer maps nextval values to blocks; the zero value is PooledLo.
 	Optimizer Optimizer
+	// NoDurableRefill leaves out the WAL write that makes each refill wait for the
+	// synchronous standbys (see the README's Guarantees). Without it, a refill whose
+	// values another session's WAL record covers returns before the standby has that
+	// record, and a promotion can hand the same keys out again. It saves about one WAL
+	// flush per refill; set it only without synchronous replication, or when losing
+	// uniqueness at a failover is acceptable.
+	NoDurableRefill bool
 }
 
 // validate reports configuration errors that need no database to detect.

@@ -43,8 +43,18 @@
 // Sequence names come from configuration and are sent as bind parameters resolved by
 // PostgreSQL's regclass input; nothing is spliced into SQL. New pins the Allocator to
 // the sequence the name resolves to then (SequenceOID); a refill on a connection where
-// the name means another sequence — a different search_path, or a sequence dropped and
-// created again — fails with ErrSequenceChanged and takes no value. Keys already
-// reserved are handed out without a round trip, so code that switches search_path per
-// transaction (schema per tenant) should name sequences schema-qualified.
+// the name means another sequence that still exists (a different search_path) fails
+// with ErrSequenceChanged and takes no value. When the pinned sequence was dropped and
+// created again, the refill re-pins to the new one and moves it past every key it
+// reserved from the old one. When sequences of an unqualified name exist in several
+// schemas, an Allocator from Using checks the name on its Querier before its first key;
+// code that switches search_path per transaction (schema per tenant) should still name
+// sequences schema-qualified.
+//
+// Each refill writes a transactional WAL record so that its commit waits for
+// synchronous standbys (Config.NoDurableRefill turns it off), and reads the server's WAL
+// timeline: after a failover, blocks reserved on the earlier timeline are dropped. A
+// refill takes only the blocks that fit below MAXVALUE and keeps them when the call
+// fails with ErrExhausted. New refuses a Config other than the one recorded in the
+// sequence's comment (Config.Marker) with ErrMixedConfig.
 package idgen

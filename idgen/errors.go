@@ -20,11 +20,20 @@ var (
 	ErrSequenceNotFound = errors.New("idgen: sequence not found")
 
 	// ErrSequenceChanged is returned by a refill when, on the connection it runs on,
-	// Config.Sequence no longer resolves to the sequence the Allocator was made for: a
-	// different search_path (schema-per-tenant code), or a sequence dropped and created
-	// again. No value is taken from either sequence. Use schema-qualified names when the
-	// search_path varies.
+	// Config.Sequence resolves to another sequence than the one the Allocator is pinned
+	// to, and that one still exists: a different search_path (schema-per-tenant code).
+	// No value is taken from either sequence. An Allocator from Using returns it before
+	// handing out any key when its name is unqualified, sequences of that name exist in
+	// several schemas, and on its Querier the name means another one than the pinned.
+	// Use schema-qualified names when the search_path varies. (When the pinned sequence
+	// was dropped and created again, the refill re-pins instead: see the README's Keys.)
 	ErrSequenceChanged = errors.New("idgen: sequence name resolves to a different sequence")
+
+	// ErrOlderTimeline is returned by a refill when the server reports an older WAL
+	// timeline than an earlier refill of the Allocator saw: the connection reached a
+	// server that was demoted or cut off by a failover. No key from it is handed out;
+	// connect to the current primary.
+	ErrOlderTimeline = errors.New("idgen: server is on an older WAL timeline than an earlier refill saw")
 
 	// ErrCycle is returned by New for a sequence declared CYCLE: a cycling sequence
 	// would hand out the same keys again.

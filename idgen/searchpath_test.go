@@ -1,7 +1,6 @@
 package idgen_test
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"testing"
@@ -68,22 +67,97 @@ func TestPinnedToTheSequenceNewResolved(t *testing.T) {
 	}
 }
 
-// TestSequenceRecreated: a sequence dropped and created again under the same name is a
-// different sequence; the Allocator refuses it rather than mixing its values with the
-// old one's.
+// TestSequenceRecreated: a sequence dropped and created again under the same name (a
+// test suite that resets its schema, AutoMigrate after a DROP) is a different sequence.
+// The Allocator re-pins to it at its next refill: it drops the keys it still held from
+// the old one, moves the new one past every key it reserved from the old one, and goes
+// on without handing out any key twice.
 func TestSequenceRecreated(t *testing.T) {
-	db, _ := openDB(t)
-	ctx := context.Background()
-	mustExec(t, db, `CREATE SEQUENCE s INCREMENT BY 50`)
-	alloc := newAlloc(t, db, "s", 50)
-	_, err := alloc.NextN(ctx, 50) // use up the first block
-	noErr(t, err, "NextN")
-	mustExec(t, db, `DROP SEQUENCE s`)
-	mustExec(t, db, `CREATE SEQUENCE s INCREMENT BY 50`)
-	if _, err := alloc.Next(ctx); !errors.Is(err, idgen.ErrSequenceChanged) {
-		t.Fatalf("Next after DROP/CREATE: got %v, want ErrSequenceChanged", err)
+	for _, opt := range []idgen.Optimizer{idgen.PooledLo, idgen.Pooled} {
+		t.Run(opt.String(), func(t *testing.T) {
+			db, _ := openDB(t)
+			ctx := t.Context()
+			mustExec(t, db, `CREATE SEQUENCE s INCREMENT BY 50`)
+			alloc := newAlloc(t, db, "s", 50, opt)
+			before := alloc.SequenceOID()
+			old, err := alloc.NextN(ctx, 120) // pooled-lo: 1..150 reserved, 121..150 still held
+			noErr(t, err, "NextN")
+			mustExec(t, db, `DROP SEQUENCE s`, `CREATE SEQUENCE s INCREMENT BY 50`)
+
+			keys, err := alloc.NextN(ctx, 200)
+			noErr(t, err, "NextN after DROP/CREATE")
+			if alloc.SequenceOID() == before {
+				t.Fatalf("SequenceOID is still %d, the dropped sequence's", before)
+			}
+			requireUnique(t, append(append([]int64(nil), old...), keys...))
+			highest := seqRange(1, 150)[149] // the highest key reserved from the old sequence
+			if opt == idgen.Pooled {
+				highest = 151 // 1, 2..51, 52..101, 102..151
+			}
+			for _, k := range keys {
+				if k <= highest {
+					t.Fatalf("key %d handed out after the re-pin is not above %d, the highest key reserved from the old sequence", k, highest)
+				}
+			}
+			// The new sequence itself moved past them too: a new Allocator, as another
+			// process would make, gets keys above them as well.
+			other := newAlloc(t, db, "s", 50, opt)
+			k, err := other.Next(ctx)
+			noErr(t, err, "Next of a new Allocator")
+			if k <= highest {
+				t.Fatalf("a new Allocator got %d, not above %d", k, highest)
+			}
+		})
 	}
-	if _, called := lastValue(t, db, "s"); called {
-		t.Errorf("the new sequence was called")
+}
+
+// TestTenantSchemasKeysInMemory: with schema-per-tenant code (an unqualified name and
+// SET LOCAL search_path per transaction), keys the Allocator holds in memory must not
+// reach a transaction where the name means another tenant's sequence. When sequences
+// of the name exist in several schemas, an Allocator from Using checks on its
+// Querier, before it hands out a key, that the name resolves to the pinned sequence.
+// A name that only one schema has costs no check.
+func TestTenantSchemasKeysInMemory(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := t.Context()
+	mustExec(t, db, `CREATE SEQUENCE items_id_seq INCREMENT 50`, `CREATE SEQUENCE solo_id_seq INCREMENT 50`,
+		`CREATE SCHEMA t2`, `CREATE SEQUENCE t2.items_id_seq INCREMENT 50`)
+	alloc := newAlloc(t, db, "items_id_seq", 50) // public.items_id_seq
+	k, err := alloc.Next(ctx)                    // 1; 2..50 stay in memory
+	noErr(t, err, "Next")
+	if k != 1 {
+		t.Fatalf("first key %d", k)
+	}
+
+	inTx := func(path string, f func(tx *sql.Tx)) {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		noErr(t, err, "begin")
+		defer tx.Rollback()
+		mustExec(t, tx, `SET LOCAL search_path TO `+path)
+		f(tx)
+	}
+	inTx("t2", func(tx *sql.Tx) {
+		keys, err := alloc.Using(tx).NextN(ctx, 5)
+		if !errors.Is(err, idgen.ErrSequenceChanged) || keys != nil {
+			t.Fatalf("NextN where items_id_seq means t2.items_id_seq = %v, %v; want no keys and ErrSequenceChanged", keys, err)
+		}
+	})
+	inTx("public", func(tx *sql.Tx) {
+		keys, err := alloc.Using(tx).NextN(ctx, 5)
+		noErr(t, err, "NextN where the name means the pinned sequence")
+		equalKeys(t, keys, seqRange(2, 6))
+	})
+
+	solo := newAlloc(t, db, "solo_id_seq", 50)
+	_, err = solo.Next(ctx)
+	noErr(t, err, "Next")
+	before := solo.Stats().RoundTrips
+	inTx("public", func(tx *sql.Tx) {
+		_, err := solo.Using(tx).NextN(ctx, 5)
+		noErr(t, err, "NextN of a name in one schema only")
+	})
+	if got := solo.Stats().RoundTrips; got != before {
+		t.Errorf("keys in memory of a name in one schema took %d round trips, want none", got-before)
 	}
 }

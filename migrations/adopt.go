@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/pressly/goose/v3"
+
+	"github.com/seqrepo/seqrepo/idgen"
 )
 
 var (
@@ -66,7 +68,10 @@ const (
 // use under both optimizers (pooled-lo: v..v+size-1; pooled: u+1..v). Down sets INCREMENT 1
 // and moves the sequence past both max(key) and the end of the last block reserved
 // (last_value+size-1, capped at MAXVALUE), which a writer may still be filling, so keys from
-// DEFAULT never collide with either. Both read last_value and is_called from the sequence
+// DEFAULT never collide with either. Up also records the configuration on the sequence, as a
+// line "seqrepo: pooled-lo 50" (idgen.Config.Marker; see WithOptimizer) in its COMMENT, so that
+// idgen.New refuses writers configured otherwise in any process; Down removes that line.
+// Other lines of the comment are kept. Both read last_value and is_called from the sequence
 // itself and only ever move it forward: a sequence jumped ahead stays ahead. Both are safe to
 // run again and need a READ COMMITTED transaction (the default), to see rows committed while
 // they wait for the lock.
@@ -88,6 +93,7 @@ type adoptConfig struct {
 	table, column           string
 	allocationSize          int
 	sequenceGivenExplicitly bool
+	optimizer               idgen.Optimizer
 }
 
 // WithSchema names the table's schema, exactly as written (no case folding). Without it,
@@ -103,6 +109,12 @@ func WithSequence(schema, name string) AdoptOption {
 	return func(c *adoptConfig) {
 		c.seqSchema, c.seq, c.sequenceGivenExplicitly = schema, name, true
 	}
+}
+
+// WithOptimizer names the optimizer the sequence's writers use (the idgen tag's
+// optimizer; idgen.PooledLo when not given), for the marker Up records on the sequence.
+func WithOptimizer(opt idgen.Optimizer) AdoptOption {
+	return func(c *adoptConfig) { c.optimizer = opt }
 }
 
 // NewAdoption returns the Adoption of table's key column with the given allocation size
@@ -134,6 +146,9 @@ func NewAdoption(table, column string, allocationSize int, opts ...AdoptOption) 
 	}
 	if c.allocationSize < 1 {
 		problems = append(problems, fmt.Sprintf("allocation size is %d, want 1 or more", c.allocationSize))
+	}
+	if c.optimizer != idgen.PooledLo && c.optimizer != idgen.Pooled {
+		problems = append(problems, fmt.Sprintf("unknown optimizer %d", int(c.optimizer)))
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidAdoption, strings.Join(problems, "; "))
@@ -238,7 +253,8 @@ func adoptionStatement(c adoptConfig, up bool) string {
 		named = quoteLiteral(quoteQualified(c.seqSchema, c.seq))
 	}
 	var body strings.Builder
-	fmt.Fprintf(&body, adoptDeclare, quoteLiteral(quoteQualified(c.schema, c.table)), quoteLiteral(c.column), named, c.allocationSize)
+	marker := idgen.Config{AllocationSize: c.allocationSize, Optimizer: c.optimizer}.Marker()
+	fmt.Fprintf(&body, adoptDeclare, quoteLiteral(quoteQualified(c.schema, c.table)), quoteLiteral(c.column), named, c.allocationSize, quoteLiteral(marker))
 	body.WriteString(adoptResolve)
 	if up {
 		body.WriteString(adoptUp)
@@ -259,6 +275,7 @@ DECLARE
 	col    name     := %s;
 	named  text     := %s;
 	size   bigint   := %d;
+	marker text     := %s;
 	num    smallint;
 	typ    regtype;
 	ident  "char";
@@ -360,6 +377,12 @@ const adoptUp = `	IF ident = 'a' AND seq = own THEN
 		-- starts there, pooled's at used + 1. MINVALUE bounds setval.
 		PERFORM setval(seq, greatest(used, minv));
 	END IF;
+	-- Record the configuration on the sequence (idgen.Config.Marker), replacing any
+	-- marker there and keeping the other lines of its comment; idgen.New refuses a
+	-- configuration that differs.
+	EXECUTE format('COMMENT ON SEQUENCE %s IS %L', seq, concat_ws(E'\n', marker,
+		(SELECT string_agg(l, E'\n') FROM regexp_split_to_table(obj_description(seq, 'pg_class'), E'\n') AS l
+		 WHERE btrim(l) NOT LIKE 'seqrepo:%')));
 END
 `
 
@@ -383,5 +406,9 @@ const adoptDown = `	IF ident <> '' AND seq = own THEN
 	IF used >= (CASE WHEN called THEN last::numeric + 1 ELSE last END) THEN
 		PERFORM setval(seq, used);
 	END IF;
+	-- Remove the marker Up wrote; keep the other lines of the comment.
+	EXECUTE format('COMMENT ON SEQUENCE %s IS %L', seq,
+		(SELECT string_agg(l, E'\n') FROM regexp_split_to_table(obj_description(seq, 'pg_class'), E'\n') AS l
+		 WHERE btrim(l) NOT LIKE 'seqrepo:%'));
 END
 `

@@ -206,7 +206,11 @@ func TestSequenceMovedByHandNeverGoesBackwards(t *testing.T) {
 
 					// Blocks from an allocator and keys from DEFAULT, interleaved: the primary key
 					// refuses a duplicate within the table, the join finds one with the archive.
-					alloc, err := idgen.New(ctx, db, idgen.Config{Sequence: p.seq, AllocationSize: 50, Optimizer: opt})
+					// Every writer in this run uses opt: record it on the sequence, where the
+					// Adoption recorded pooled-lo.
+					cfg := idgen.Config{Sequence: p.seq, AllocationSize: 50, Optimizer: opt}
+					exec(t, db, `COMMENT ON SEQUENCE `+p.seq+` IS '`+cfg.Marker()+`'`)
+					alloc, err := idgen.New(ctx, db, cfg)
 					require.NoError(t, err)
 					var keys []int64
 					for range 3 {

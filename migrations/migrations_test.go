@@ -80,7 +80,7 @@ func TestUpDownUp(t *testing.T) {
 
 	require.NoError(t, migrations.Up(ctx, db))
 	assert.Equal(t, allEqual(50), keyIncrements(t, db), "after Up")
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db))
 
 	p, err := migrations.NewProvider(db)
 	require.NoError(t, err)
@@ -95,12 +95,12 @@ func TestUpDownUp(t *testing.T) {
 
 	require.NoError(t, migrations.Up(ctx, db))
 	assert.Equal(t, allEqual(50), keyIncrements(t, db), "after Up again")
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db))
 	require.NoError(t, migrations.Validate(ctx, db, models.All()...))
 
 	// Up on an up-to-date database does nothing.
 	require.NoError(t, migrations.Up(ctx, db))
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db))
 }
 
 // keyRows returns id → a column's text for every row of table.
@@ -301,7 +301,7 @@ func TestUpConcurrentGoroutines(t *testing.T) {
 	for range 4 {
 		require.NoError(t, <-done)
 	}
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db), "each migration applied once")
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db), "each migration applied once")
 	assert.Equal(t, allEqual(50), keyIncrements(t, db))
 }
 
@@ -327,7 +327,7 @@ func TestUpConcurrentProcesses(t *testing.T) {
 	for range 2 {
 		require.NoError(t, <-done)
 	}
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db), "each migration applied once")
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db), "each migration applied once")
 	assert.Equal(t, allEqual(50), keyIncrements(t, db))
 }
 
@@ -344,7 +344,7 @@ func TestUpWaitEndsWithContext(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	release()
 	require.NoError(t, migrations.Up(t.Context(), db), "the abandoned wait leaves no lock behind")
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db))
 }
 
 func TestUpPartialError(t *testing.T) {
@@ -406,7 +406,7 @@ func TestUpOneConnection(t *testing.T) {
 	db := freshDB(t)
 	db.SetMaxOpenConns(1)
 	require.NoError(t, migrations.Up(t.Context(), db))
-	assert.Equal(t, []int64{0, 1, 2}, appliedVersions(t, db))
+	assert.Equal(t, []int64{0, 1, 2, 3}, appliedVersions(t, db))
 }
 
 // TestCommitSHAFormats: commits.sha takes SHA-1 (40 hex digits) and SHA-256 (64)

@@ -1152,7 +1152,7 @@ CREATE SEQUENCE "odd.schema"."a;b" INCREMENT 50 START 1000`).Error; err != nil {
 
 // TestSequenceExhaustedMidBatch: a batch whose keys would pass the sequence's MAXVALUE
 // fails with idgen.ErrExhausted naming the sequence, writes nothing and takes its keys
-// back; keys reserved before are still good.
+// back; keys reserved before, and the blocks that fit below MAXVALUE, are still good.
 func TestSequenceExhaustedMidBatch(t *testing.T) {
 	for _, w := range relWrites {
 		t.Run(w.name, func(t *testing.T) {
@@ -1184,8 +1184,9 @@ func TestSequenceExhaustedMidBatch(t *testing.T) {
 					t.Fatalf("row %d keeps key %d after the failed %s", i, rows[i].ID, w.name)
 				}
 			}
-			// The keys in memory before the failed call were not lost with it; the
-			// failed call's nextval used up the sequence.
+			// The keys in memory before the failed call were not lost with it, nor were
+			// the blocks it reserved below MAXVALUE but did not hand out: writes go on
+			// until the sequence is used up, and then fail with idgen.ErrExhausted.
 			last := widgets("last", 20)
 			keys, err = w.write(ctx, db, r, last)
 			if err != nil {
@@ -1194,8 +1195,26 @@ func TestSequenceExhaustedMidBatch(t *testing.T) {
 			for i := range last {
 				last[i].ID = keys[i]
 			}
-			if _, err := w.write(ctx, db, r, widgets("none", 1)); !errors.Is(err, idgen.ErrExhausted) {
-				t.Fatalf("%s of one more row: %v, want idgen.ErrExhausted", w.name, err)
+			for _, n := range []int{10, 1} { // chunks of 10 while they fit, then single rows
+				for i := 0; ; i++ {
+					more := widgets(fmt.Sprintf("more%d-%d", n, i), n)
+					keys, err := w.write(ctx, db, r, more)
+					if errors.Is(err, idgen.ErrExhausted) {
+						break
+					}
+					if err != nil {
+						t.Fatalf("%s of %d more rows: %v", w.name, n, err)
+					}
+					for j := range more {
+						more[j].ID = keys[j]
+					}
+					last = append(last, more...)
+				}
+			}
+			for _, row := range last {
+				if row.ID > 1000 {
+					t.Fatalf("key %d is past MAXVALUE 1000", row.ID)
+				}
 			}
 			checkWidgetsInDB(t, db, append(first, last...))
 		})
