@@ -283,13 +283,15 @@ func (p *Pair) CatchUp(ctx context.Context) error {
 	return nil
 }
 
-// SyncRepWaiters returns the number of the primary's backends whose commit waits for the synchronous standby to
-// confirm it (wait event IPC/SyncRep), for a test to see that a session it started is stuck there.
+// SyncRepWaiters returns the number of the primary's client backends whose commit waits for the synchronous
+// standby to confirm it (wait event IPC/SyncRep), for a test to see that a session it started is stuck there.
+// Autovacuum workers, whose commits wait too, are not counted.
 func (p *Pair) SyncRepWaiters(ctx context.Context) (int, error) {
 	var n int
 	err := query(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
 		return conn.QueryRow(ctx,
-			"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'IPC' AND wait_event = 'SyncRep'").Scan(&n)
+			`SELECT count(*) FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND wait_event_type = 'IPC' AND wait_event = 'SyncRep'`).Scan(&n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("pgtest: counting the backends that wait for the synchronous standby: %w", err)
