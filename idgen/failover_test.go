@@ -110,8 +110,8 @@ func walLoggingNextval(t *testing.T, ctx context.Context, db *sql.DB, seq string
 	return values, done
 }
 
-// common returns the keys of a that are also in b, in a's order.
-func common(a, b []int64) []int64 {
+// keysInBoth returns the keys of a that are also in b, in a's order.
+func keysInBoth(a, b []int64) []int64 {
 	in := make(map[int64]bool, len(b))
 	for _, k := range b {
 		in[k] = true
@@ -191,7 +191,7 @@ func TestFailoverRefillWaitsForStandby(t *testing.T) {
 		t.Fatalf("premise: the new primary does not hand out %d, session A's WAL-logging value, again: "+
 			"the WAL written after the freeze reached the standby", logged)
 	}
-	if dup := common(b.keys, again); len(dup) > 0 {
+	if dup := keysInBoth(b.keys, again); len(dup) > 0 {
 		t.Fatalf("the refill handed out %v before the crash, and the new primary hands out %v again: "+
 			"a refill returned values that the synchronous standby had not confirmed", b.keys, dup)
 	}
@@ -247,7 +247,7 @@ func TestFailoverAsyncDropsHeldBlocks(t *testing.T) {
 		}
 	}
 	requireUnique(t, append(slices.Clone(next), freshKeys...))
-	if held := common(next, dropped); len(held) > 0 {
+	if held := keysInBoth(next, dropped); len(held) > 0 {
 		t.Fatalf("after the failover the allocator handed out %d keys (%d..%d) of the block it reserved on the "+
 			"old primary, which the new primary hands out again (its nextval returned %d)", len(held), held[0], held[len(held)-1], v)
 	}
@@ -493,7 +493,7 @@ func TestFailoverWritersKeepUniqueKeys(t *testing.T) {
 		onNew = append(onNew, id)
 	}
 	noErr(t, rows.Err(), "read the rows on the new primary")
-	if found := common(acked, onNew); len(found) != len(acked) {
+	if found := keysInBoth(acked, onNew); len(found) != len(acked) {
 		t.Errorf("%d of %d acknowledged rows are not on the new primary", len(acked)-len(found), len(acked))
 	}
 }

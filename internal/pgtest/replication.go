@@ -173,7 +173,7 @@ func (p *Pair) DSN(dbname string) string {
 // resumes it; KillPrimary kills it with the rest of the primary.
 func (p *Pair) FreezeWALSender(ctx context.Context) error {
 	var pids []int
-	err := query(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
+	err := withConn(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_replication")
 		if err != nil {
 			return err
@@ -245,9 +245,9 @@ func (p *Pair) Promote(ctx context.Context) error {
 		return fmt.Errorf("pgtest: pg_ctl promote: %w:\n%s", err, bytes.TrimSpace(out.Bytes()))
 	}
 	var last error // the latest look's error: connecting may fail for a moment while recovery ends
-	err := poll(ctx, func() (bool, error) {
+	err := pollUntil(ctx, func() (bool, error) {
 		var inRecovery bool
-		last = query(ctx, c.DSN("postgres"), func(conn *pgx.Conn) error {
+		last = withConn(ctx, c.DSN("postgres"), func(conn *pgx.Conn) error {
 			return conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
 		})
 		return last == nil && !inRecovery, nil
@@ -264,14 +264,14 @@ func (p *Pair) Promote(ctx context.Context) error {
 // KillPrimary even with an asynchronous standby.
 func (p *Pair) CatchUp(ctx context.Context) error {
 	var lsn string
-	err := query(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
+	err := withConn(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
 		return conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
 	})
 	if err != nil {
 		return fmt.Errorf("pgtest: catch up: reading the primary's WAL position: %w", err)
 	}
-	err = query(ctx, p.standby.DSN("postgres"), func(conn *pgx.Conn) error {
-		return poll(ctx, func() (bool, error) {
+	err = withConn(ctx, p.standby.DSN("postgres"), func(conn *pgx.Conn) error {
+		return pollUntil(ctx, func() (bool, error) {
 			var done bool
 			err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&done)
 			return done, err
@@ -288,7 +288,7 @@ func (p *Pair) CatchUp(ctx context.Context) error {
 // Autovacuum workers, whose commits wait too, are not counted.
 func (p *Pair) SyncRepWaiters(ctx context.Context) (int, error) {
 	var n int
-	err := query(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
+	err := withConn(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
 		return conn.QueryRow(ctx,
 			`SELECT count(*) FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND wait_event_type = 'IPC' AND wait_event = 'SyncRep'`).Scan(&n)
@@ -309,8 +309,8 @@ func (p *Pair) Stop() error {
 // waitStreaming waits, bounded by ctx, until the primary has a WAL sender streaming to the standby, a
 // synchronous one when synchronous.
 func (p *Pair) waitStreaming(ctx context.Context, synchronous bool) error {
-	err := query(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
-		return poll(ctx, func() (bool, error) {
+	err := withConn(ctx, p.primary.DSN("postgres"), func(conn *pgx.Conn) error {
+		return pollUntil(ctx, func() (bool, error) {
 			var ok bool
 			err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_replication
 WHERE state = 'streaming' AND (NOT $1 OR sync_state = 'sync'))`, synchronous).Scan(&ok)
@@ -436,8 +436,8 @@ func runBounded(ctx context.Context, cmd *exec.Cmd) error {
 	}
 }
 
-// query runs f on a new connection to dsn, closing it afterwards.
-func query(ctx context.Context, dsn string, f func(*pgx.Conn) error) error {
+// withConn runs f on a new connection to dsn, closing it afterwards.
+func withConn(ctx context.Context, dsn string, f func(*pgx.Conn) error) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
@@ -446,8 +446,8 @@ func query(ctx context.Context, dsn string, f func(*pgx.Conn) error) error {
 	return f(conn)
 }
 
-// poll calls done until it reports true or an error, looking again every pollInterval, bounded by ctx.
-func poll(ctx context.Context, done func() (bool, error)) error {
+// pollUntil calls done until it reports true or an error, looking again every pollInterval, bounded by ctx.
+func pollUntil(ctx context.Context, done func() (bool, error)) error {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
@@ -469,7 +469,7 @@ func poll(ctx context.Context, done func() (bool, error)) error {
 // waitStopped waits, bounded by ctx, until process pid is stopped by a signal or gone; where that cannot be
 // seen (outside Linux) it returns at once.
 func waitStopped(ctx context.Context, pid int) error {
-	err := poll(ctx, func() (bool, error) { return stoppedOrGone(pid), nil })
+	err := pollUntil(ctx, func() (bool, error) { return stoppedOrGone(pid), nil })
 	if err != nil {
 		return fmt.Errorf("process %d did not stop: %w", pid, err)
 	}

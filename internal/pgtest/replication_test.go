@@ -46,7 +46,7 @@ func TestPairLifecycle(t *testing.T) {
 	}
 
 	// Replication, and the multi-host DSN reaching the primary.
-	mustExec(t, ctx, primary, "CREATE TABLE t (x int)", "INSERT INTO t VALUES (1)")
+	execAll(t, ctx, primary, "CREATE TABLE t (x int)", "INSERT INTO t VALUES (1)")
 	if err := p.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestPairLifecycle(t *testing.T) {
 	// A frozen WAL sender holds a commit back until it is thawed.
 	waiting := func(want int) {
 		t.Helper()
-		if err := poll(ctx, func() (bool, error) {
+		if err := pollUntil(ctx, func() (bool, error) {
 			n, err := p.SyncRepWaiters(ctx)
 			return n == want, err
 		}); err != nil {
@@ -120,7 +120,7 @@ func TestPairLifecycle(t *testing.T) {
 	if got := queryString(t, ctx, promoted, "SHOW unix_socket_directories"); got != p.Standby().SocketDir() {
 		t.Errorf("after promotion the multi-host DSN reached %s, want the standby's %s", got, p.Standby().SocketDir())
 	}
-	mustExec(t, ctx, promoted, "INSERT INTO t VALUES (5)")
+	execAll(t, ctx, promoted, "INSERT INTO t VALUES (5)")
 	if got := queryString(t, ctx, promoted, "SELECT string_agg(x::text, ',' ORDER BY x) FROM t"); got != "1,3,5" {
 		t.Errorf("rows on the new primary: %s, want 1,3,5 (4 was never sent to it)", got)
 	}
@@ -159,14 +159,14 @@ func TestPairAsynchronous(t *testing.T) {
 	if got := queryString(t, ctx, primary, "SHOW synchronous_standby_names"); got != "" {
 		t.Errorf("synchronous_standby_names = %q, want empty", got)
 	}
-	mustExec(t, ctx, primary, "CREATE TABLE t (x int)", "INSERT INTO t VALUES (1)")
+	execAll(t, ctx, primary, "CREATE TABLE t (x int)", "INSERT INTO t VALUES (1)")
 	if err := p.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.FreezeWALSender(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, ctx, primary, "INSERT INTO t VALUES (2)") // returns: nothing waits for the standby
+	execAll(t, ctx, primary, "INSERT INTO t VALUES (2)") // returns: nothing waits for the standby
 	if err := p.KillPrimary(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -218,8 +218,8 @@ func TestPairOptionsValidation(t *testing.T) {
 	}
 }
 
-// mustExec runs statements on conn that must succeed.
-func mustExec(t *testing.T, ctx context.Context, conn *pgx.Conn, stmts ...string) {
+// execAll runs statements on conn that must succeed.
+func execAll(t *testing.T, ctx context.Context, conn *pgx.Conn, stmts ...string) {
 	t.Helper()
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {
@@ -232,7 +232,7 @@ func mustExec(t *testing.T, ctx context.Context, conn *pgx.Conn, stmts ...string
 func execAsync(ctx context.Context, dsn, sql string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		done <- query(ctx, dsn, func(conn *pgx.Conn) error {
+		done <- withConn(ctx, dsn, func(conn *pgx.Conn) error {
 			_, err := conn.Exec(ctx, sql)
 			return err
 		})
