@@ -66,7 +66,7 @@ func TestCheckKeySequenceBehindTable(t *testing.T) {
 	mustExec(t, db,
 		`CREATE TABLE things (id bigserial PRIMARY KEY)`,
 		`INSERT INTO things (id) VALUES (1), (2), (500)`, // explicit keys; the sequence is still at 1
-		`ALTER SEQUENCE things_id_seq INCREMENT BY 50`,    // the old hint
+		`ALTER SEQUENCE things_id_seq INCREMENT BY 50`,   // the old hint
 	)
 	key := idgen.Key{Table: "things", Column: "id", Config: idgen.Config{AllocationSize: 50}}
 	if err := idgen.CheckOne(ctx, db, idgen.Config{Sequence: "things_id_seq", AllocationSize: 50}); err != nil {

@@ -97,7 +97,7 @@ func New[T any](db *gorm.DB, opts ...Option) (*Repository[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo: New[%s]: %w", typ.Name(), err)
 	}
-	m, err := p.model(s)
+	m, err := p.candidate(s)
 	if err != nil {
 		return nil, fmt.Errorf("repo: New[%s]: %w", typ.Name(), err)
 	}

@@ -64,12 +64,8 @@ func Check(ctx context.Context, q idgen.Querier, m Model) error {
 		return ctx.Err()
 	}
 	ke.Sequence, ke.Err = cfg.Sequence, err
-	switch {
-	case errors.Is(err, idgen.ErrIncrementMismatch), errors.Is(err, idgen.ErrSequenceBehind):
-		ke.Hint = AdoptionHint(m.Table, m.Column, cfg.AllocationSize) +
-			" in a migration, or repo.AutoMigrate at startup; it sets the INCREMENT and moves the sequence past the table's keys (a bare ALTER SEQUENCE … INCREMENT does not)"
-	case errors.Is(err, idgen.ErrNoColumnSequence):
-		ke.Hint = fmt.Sprintf("name the sequence in the tag (idgen:\"sequence:NAME;allocationSize:%d\"), or make the column serial or identity", cfg.AllocationSize)
+	if errors.Is(err, idgen.ErrIncrementMismatch) || errors.Is(err, idgen.ErrSequenceBehind) {
+		ke.Hint = AdoptionHint(m.Table, m.Column, cfg.AllocationSize) + " in a migration, or repo.AutoMigrate at startup"
 	}
 	return ke
 }
