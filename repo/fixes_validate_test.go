@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/seqrepo/seqrepo/idgen"
+	"github.com/seqrepo/seqrepo/internal/keycheck"
 	"github.com/seqrepo/seqrepo/internal/pgtest"
 	"github.com/seqrepo/seqrepo/migrations"
 	"github.com/seqrepo/seqrepo/repo"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/gorm/schema"
 )
 
 // Tests for issue 9's key types, tags without a sequence, WithAutoKeys, AutoMigrate and
@@ -563,5 +565,117 @@ func TestAutoMigrate(t *testing.T) {
 	}
 	if n := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'gizmos_id_seq'`); n != 1 {
 		t.Errorf("gizmos_id_seq INCREMENT %d, want 1: no plugin keys it", n)
+	}
+}
+
+// migrations.Validate names tables and columns without GORM (internal/keycheck); they
+// must be GORM's default names.
+func TestNamingMatchesGORM(t *testing.T) {
+	ns := schema.NamingStrategy{}
+	for _, name := range []string{"Shelf", "Book", "UserAPIKey", "HTTPServer", "ID", "CreatedAt", "OAuth2Token",
+		"Person", "Category", "URLMap", "JSONData", "A", "ABC", "user_name", "SKU", "IPv4Addr", "Matrix"} {
+		if got, want := keycheck.TableName(name), ns.TableName(name); got != want {
+			t.Errorf("table of %s: %q, GORM %q", name, got, want)
+		}
+		if got, want := keycheck.ColumnName(name), ns.ColumnName("", name); got != want {
+			t.Errorf("column of %s: %q, GORM %q", name, got, want)
+		}
+	}
+}
+
+// A table in another schema, with a name that needs quoting, resolved by many
+// goroutines at once on first use: every key unique, the sequence schema-qualified.
+type OddPlace struct {
+	KeyBase
+	Name string
+}
+
+func (OddPlace) TableName() string { return "Odd Schema.Place" }
+
+func TestSchemaQualifiedSequenceResolvedConcurrently(t *testing.T) {
+	ctx := context.Background()
+	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t))
+	mustExecSQL(t, sqlDB,
+		`CREATE SCHEMA "Odd Schema"`,
+		`CREATE TABLE "Odd Schema"."Place" (id bigserial PRIMARY KEY, created_at timestamptz, name text NOT NULL)`,
+		`ALTER SEQUENCE "Odd Schema"."Place_id_seq" INCREMENT 50`,
+	)
+	const workers = 8
+	keys := make([][]uint, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows := []OddPlace{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+			if i%2 == 1 {
+				// Half of them in a transaction of their own.
+				errs[i] = db.Transaction(func(tx *gorm.DB) error { return tx.Create(&rows).Error })
+			} else {
+				errs[i] = db.Create(&rows).Error
+			}
+			for _, r := range rows {
+				keys[i] = append(keys[i], r.ID)
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[uint]bool{}
+	for i := range workers {
+		if errs[i] != nil {
+			t.Fatalf("worker %d: %v", i, errs[i])
+		}
+		for _, k := range keys[i] {
+			if k == 0 || seen[k] {
+				t.Fatalf("key %d zero or twice", k)
+			}
+			seen[k] = true
+		}
+	}
+	if n := queryOne[int64](t, sqlDB, `SELECT count(DISTINCT id) FROM "Odd Schema"."Place"`); n != 3*workers {
+		t.Errorf("%d rows, want %d", n, 3*workers)
+	}
+	a, err := p.Allocator(ctx, &OddPlace{})
+	if err != nil || a.Config().Sequence != `"Odd Schema"."Place_id_seq"` {
+		t.Errorf("Allocator: %v, %v", a, err)
+	}
+	if err := p.Validate(ctx, &OddPlace{}); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if err := migrations.Validate(ctx, sqlDB, &OddPlace{}); err != nil {
+		t.Errorf("migrations.Validate: %v", err)
+	}
+}
+
+// AutoMigrate adopts the sequence a tag names, even when it is not the column's own,
+// and moves it past keys already in the table.
+func TestAutoMigrateNamedSequence(t *testing.T) {
+	ctx := context.Background()
+	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t))
+	mustExecSQL(t, sqlDB, `CREATE SEQUENCE stamped_seq`)
+	if err := repo.AutoMigrate(ctx, db, &Stamped{}); err != nil {
+		t.Fatal(err)
+	}
+	mustExecSQL(t, sqlDB, `INSERT INTO stampeds (id, name) VALUES (700, 'explicit')`)
+	if err := p.Validate(ctx, &Stamped{}); !errors.Is(err, idgen.ErrSequenceBehind) {
+		t.Fatalf("Validate: %v, want ErrSequenceBehind", err)
+	}
+	if err := repo.AutoMigrate(ctx, db, &Stamped{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'stamped_seq'`); n != 10 {
+		t.Errorf("stamped_seq INCREMENT %d, want 10", n)
+	}
+	rows := []Stamped{{Name: "a"}, {Name: "b"}}
+	if err := db.Create(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	if rows[0].ID <= 700 {
+		t.Errorf("key %d is not past the table's keys", rows[0].ID)
+	}
+	// The column's own sequence (bigserial) is not the tag's and is left alone.
+	if n := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'stampeds_id_seq'`); n != 1 {
+		t.Errorf("stampeds_id_seq INCREMENT %d, want 1", n)
 	}
 }

@@ -122,8 +122,8 @@ func WithAllocationSize(n int) PluginOption {
 // integer keys without a sequence) are left to GORM untouched.
 //
 // Every such sequence's INCREMENT must equal allocationSize: AutoMigrate sets it, and
-// Validate (or WithValidation) lists every model whose sequence does not match. n must
-// be at least 1.
+// Validate (or WithValidation) lists every model whose sequence does not match.
+// allocationSize must be at least 1.
 func WithAutoKeys(allocationSize int) PluginOption {
 	return func(p *Plugin) error {
 		if allocationSize < 1 {
