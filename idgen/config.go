@@ -41,6 +41,11 @@ type Config struct {
 	// schema-qualified ("ingest.commits_id_seq"), with double quotes to keep case or
 	// special characters (`"Odd.Name"`). It is sent as a bind parameter and resolved
 	// by PostgreSQL's regclass input, never spliced into SQL.
+	//
+	// New, Check and CheckOne require it. It is empty only in a Config that ParseTag
+	// returns for a tag without a sequence, which means "the key column's own sequence":
+	// CheckKey (and seqrepo's repo and migrations packages) resolve it with
+	// ColumnSequence before an Allocator is made.
 	Sequence string
 	// AllocationSize is the number of keys one nextval reserves. It must equal the
 	// sequence's INCREMENT; New and every refill check that it does.
@@ -57,9 +62,13 @@ type Config struct {
 }
 
 // validate reports configuration errors that need no database to detect.
-func (c Config) validate() error {
+func (c Config) validate() error { return c.check(true) }
+
+// check is validate; with needSequence false, an empty Sequence (a tag's "the column's
+// own sequence") is allowed.
+func (c Config) check(needSequence bool) error {
 	var problems []string
-	if strings.TrimSpace(c.Sequence) == "" {
+	if needSequence && strings.TrimSpace(c.Sequence) == "" {
 		problems = append(problems, "Sequence is empty")
 	}
 	if strings.ContainsRune(c.Sequence, 0) {

@@ -70,8 +70,8 @@ type IncrementMismatchError struct {
 }
 
 func (e *IncrementMismatchError) Error() string {
-	return fmt.Sprintf("idgen: sequence %s has INCREMENT %d but AllocationSize is %d; they must be equal or writers get overlapping keys (ALTER SEQUENCE %s INCREMENT BY %d, or change the allocation size)",
-		e.Sequence, e.Increment, e.AllocationSize, e.Sequence, e.AllocationSize)
+	return fmt.Sprintf("idgen: sequence %s has INCREMENT %d but AllocationSize is %d; they must be equal or writers get overlapping keys (adopt the table with migrations.NewAdoption or repo.AutoMigrate, which set INCREMENT %d and move the sequence past the table's keys; or change the allocation size)",
+		e.Sequence, e.Increment, e.AllocationSize, e.AllocationSize)
 }
 
 // Is reports whether target is ErrIncrementMismatch.

@@ -311,21 +311,15 @@ func steps(from, floor, size int64) int64 {
 	return (floor - from + size - 1) / size
 }
 
-// queryRow runs a query that returns one row and scans it into dest.
+// queryRow runs a query that returns one row and scans it into dest, with errors
+// classified for cfg's sequence.
 func queryRow(ctx context.Context, q Querier, cfg Config, query string, args []any, dest ...any) error {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
+	switch err := scanRow(ctx, q, query, args, dest...); {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return &SequenceError{Sequence: cfg.Sequence, Err: ErrSequenceNotFound}
+	default:
 		return classify(cfg.Sequence, err)
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return classify(cfg.Sequence, err)
-		}
-		return &SequenceError{Sequence: cfg.Sequence, Err: ErrSequenceNotFound}
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return fmt.Errorf("idgen: sequence %s: %w", cfg.Sequence, err)
-	}
-	return classify0(cfg.Sequence, rows.Close())
 }

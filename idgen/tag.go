@@ -18,9 +18,13 @@ const DefaultAllocationSize = 50
 // ParseTag parses the value of an idgen struct tag into a Config. The tag is a list of
 // key:value pairs separated by semicolons; keys are case-insensitive:
 //
-//	sequence        the sequence name, as Config.Sequence (required); may be
-//	                schema-qualified and double-quoted; a ';' inside double quotes is
-//	                part of the name
+//	sequence        the sequence name, as Config.Sequence; may be schema-qualified
+//	                and double-quoted; a ';' inside double quotes is part of the name.
+//	                Without it, Config.Sequence is "": the key column's own sequence
+//	                (a serial or identity column's, see ColumnSequence), so that one
+//	                tag on an embedded base struct serves every model
+//	                (idgen:"allocationSize:50"). New refuses an empty Sequence: resolve
+//	                it first (CheckKey does, and so do seqrepo's repo and migrations).
 //	allocationSize  the block size, equal to the sequence INCREMENT (default 50)
 //	optimizer       "pooled-lo" (default) or "pooled"
 //
@@ -77,10 +81,7 @@ func ParseTag(tag string) (Config, error) {
 			return bad("unknown key %q (want sequence, allocationSize, optimizer)", key)
 		}
 	}
-	if cfg.Sequence == "" {
-		return bad("no sequence (want sequence:NAME)")
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.check(false); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil

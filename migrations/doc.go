@@ -26,8 +26,11 @@
 // # Startup validation
 //
 // Validate reads each model's idgen struct tag and checks its sequence as idgen.New would,
-// reporting every problem at once: a sequence that is missing, CYCLE, or whose INCREMENT is
-// not the tag's allocationSize, with both numbers.
+// and its table: it reports every problem at once, as an *idgen.CheckError of
+// *idgen.KeyError: an unusable tag, a sequence that is missing, CYCLE, or whose INCREMENT
+// is not the tag's allocationSize (with both numbers), and a table holding keys at or
+// above the sequence's next block. It is the validator behind repo's Plugin.Validate too,
+// so both give the same verdict; a mismatch names the NewAdoption call that fixes it.
 //
 // # Adopting seqrepo on other tables
 //

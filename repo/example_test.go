@@ -141,3 +141,38 @@ func ExampleRepository_Upsert() {
 	// [false true false] true Edsger W. Dijkstra
 	// 0
 }
+
+// Model is a gorm.Model-style base struct: its tag names no sequence, so every model
+// that embeds it draws keys from its own key column's sequence.
+type Model struct {
+	ID        uint `gorm:"primaryKey" idgen:"allocationSize:50"`
+	CreatedAt time.Time
+}
+
+type Invoice struct {
+	Model
+	Number string
+	Lines  []InvoiceLine
+}
+
+type InvoiceLine struct {
+	Model
+	InvoiceID uint
+	Item      string
+}
+
+func ExampleAutoMigrate() {
+	ctx := context.Background()
+	db := openExample()
+	// GORM's AutoMigrate, then every keyed model's sequence at INCREMENT 50 and past its
+	// table's keys. Safe at every start, from many instances at once.
+	if err := repo.AutoMigrate(ctx, db, &Invoice{}, &InvoiceLine{}); err != nil {
+		log.Fatal(err)
+	}
+	inv := Invoice{Number: "2026-001", Lines: []InvoiceLine{{Item: "tea"}, {Item: "cake"}}}
+	if err := db.Create(&inv).Error; err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(inv.ID, inv.Lines[0].ID, inv.Lines[1].ID, inv.Lines[1].InvoiceID == inv.ID)
+	// Output: 1 1 2 true
+}

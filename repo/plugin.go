@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/seqrepo/seqrepo/idgen"
+	"github.com/seqrepo/seqrepo/internal/keycheck"
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
 )
@@ -82,13 +83,15 @@ const callbackName = "seqrepo:assign_keys"
 type Plugin struct {
 	validate  []any // models WithValidation asked Initialize to check
 	allocSize int   // WithAllocationSize's override, 0 for the tags' sizes
+	autoSize  int   // WithAutoKeys' allocation size, 0 when off
 	optErr    error // the first error an option returned, reported by Initialize
 
 	// Set once by Initialize, before the callback is registered; read-only afterwards.
 	db   *gorm.DB      // a fresh session of the *gorm.DB the plugin is registered on
 	pool idgen.Querier // the pool the shared allocators refill on (unwrapped ConnPool)
 
-	models sync.Map // *schema.Schema → *modelEntry
+	models   sync.Map // *schema.Schema → *modelEntry
+	resolved sync.Map // *schema.Schema → *resolvedKey, for keys whose sequence is the column's own
 
 	mu     sync.Mutex                        // protects allocs and making; never held across a round trip
 	allocs map[idgen.Config]*idgen.Allocator // the shared allocator of each sequence configuration, once made
@@ -96,9 +99,12 @@ type Plugin struct {
 }
 
 // modelEntry caches parseModel's answer for one schema: m is nil for an untagged model.
+// auto marks a WithAutoKeys candidate (untagged, single integer key), keyed only once
+// resolve has found its column's own sequence.
 type modelEntry struct {
-	m   *model
-	err error
+	m    *model
+	err  error
+	auto bool
 }
 
 // making is one pool caller's idgen.New. done is closed when err is set; nil means the
@@ -134,6 +140,29 @@ func WithAllocationSize(n int) PluginOption {
 			return fmt.Errorf("repo: WithAllocationSize(%d): want 1 or more", n)
 		}
 		p.allocSize = n
+		return nil
+	}
+}
+
+// WithAutoKeys makes the plugin key, without any tag, every model whose single primary
+// key is an integer column with a sequence of its own (a serial or identity column, as
+// GORM's AutoMigrate makes them), with blocks of allocationSize keys: what EF Core's
+// UseHiLo() and Hibernate's global sequence strategy do. The sequence is found with
+// pg_get_serial_sequence the first time a model is created, on the statement's own
+// connection, and the answer is kept for the life of the plugin: one catalog query per
+// model. Models with an idgen tag keep their tag's configuration. Models whose key has
+// no sequence of its own (uuid or text keys, composite keys, GORM's join tables,
+// integer keys without a sequence) are left to GORM untouched.
+//
+// Every such sequence's INCREMENT must equal allocationSize: AutoMigrate sets it, and
+// Validate (or WithValidation) lists every model whose sequence does not match.
+// allocationSize must be at least 1.
+func WithAutoKeys(allocationSize int) PluginOption {
+	return func(p *Plugin) error {
+		if allocationSize < 1 {
+			return fmt.Errorf("repo: WithAutoKeys(%d): want 1 or more", allocationSize)
+		}
+		p.autoSize = allocationSize
 		return nil
 	}
 }
@@ -174,40 +203,46 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	return p.registerCallbacks(db)
 }
 
-// Validate checks the sequence of every given model the way idgen.New does — the model's
-// idgen tag parses, is on its only, integer primary key, and names an existing, NO CYCLE
-// sequence whose INCREMENT equals the allocation size and that can still reserve a
-// block — and reports every problem at once as an *idgen.CheckError whose problems name
-// their models; errors.Is finds idgen's sentinels (idgen.ErrIncrementMismatch, …) in it.
-// A model without an idgen tag is a problem too. Validate returns nil when all are sound.
+// Validate checks every given model (a struct value or pointer) with the same validator
+// as migrations.Validate, so the two give the same verdict on the same models: the
+// model's idgen tag parses and is on its only primary key, an integer field (int, int8 …
+// int64, uint … uint64, or a type defined on one); the sequence (the tag's, or the key
+// column's own for a tag without one and for WithAutoKeys) exists, is NO CYCLE, has
+// INCREMENT equal to the allocation size and can reserve a block; and the block its next
+// nextval reserves lies above the table's largest key. Tables and columns are GORM's
+// (its NamingStrategy, TableName methods).
 //
-// ctx bounds the checks. Validate must be called after Initialize.
+// It reports every problem at once as an *idgen.CheckError with one *idgen.KeyError per
+// offending model, naming the model, table, column and sequence, and for a mismatch or
+// a sequence behind the table's keys the migrations.NewAdoption call that fixes it;
+// errors.Is finds idgen's sentinels (idgen.ErrIncrementMismatch, idgen.ErrSequenceBehind,
+// idgen.ErrNoKeyTag, …) in it. Without WithAutoKeys a model without an idgen tag is a
+// problem; with it, models the plugin leaves to GORM are skipped. Validate returns nil
+// when all are sound.
+//
+// ctx bounds the checks; if it ends, Validate returns ctx.Err() alone. Validate must be
+// called after Initialize. It only reads, and is safe for concurrent use.
 func (p *Plugin) Validate(ctx context.Context, models ...any) error {
 	if p.db == nil {
 		return errors.New("repo: Plugin.Validate called before the plugin was registered with db.Use")
 	}
 	var problems []error
 	for _, v := range models {
-		m, err := p.modelOf(v)
-		if err == nil && m == nil {
-			err = fmt.Errorf("repo: model %T: primary key has no %s tag", v, idgen.TagKey)
+		k, auto, ok := p.checkModel(v)
+		if !ok {
+			continue
 		}
-		if err == nil {
-			if err = idgen.CheckOne(ctx, p.pool, m.cfg); err != nil {
-				err = fmt.Errorf("model %s (table %s, key %s): %w", m.name(), m.schema.Table, m.key.DBName, err)
-			}
-		}
-		if err != nil {
+		if err := keycheck.Check(ctx, p.pool, k); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if auto && errors.Is(err, idgen.ErrNoColumnSequence) {
+				continue // left to GORM
 			}
 			problems = append(problems, err)
 		}
 	}
-	if len(problems) > 0 {
-		return &idgen.CheckError{Problems: problems}
-	}
-	return nil
+	return keycheck.Errors(problems)
 }
 
 // Allocator returns the shared allocator for model's sequence (model is a struct value
@@ -218,37 +253,36 @@ func (p *Plugin) Allocator(ctx context.Context, model any) (*idgen.Allocator, er
 	if p.db == nil {
 		return nil, errors.New("repo: Plugin.Allocator called before the plugin was registered with db.Use")
 	}
-	m, err := p.modelOf(model)
+	s, err := parseSchema(p.db, model)
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.candidate(s)
 	if err != nil {
 		return nil, err
 	}
 	if m == nil {
 		return nil, fmt.Errorf("repo: model %T: primary key has no %s tag", model, idgen.TagKey)
 	}
-	return p.allocator(ctx, m.cfg, p.pool)
+	return p.modelAllocator(ctx, m, p.pool)
 }
 
-// modelOf parses value's schema and returns its model (nil when untagged).
-func (p *Plugin) modelOf(value any) (*model, error) {
-	s, err := parseSchema(p.db, value)
-	if err != nil {
-		return nil, err
-	}
-	return p.model(s)
-}
-
-// model returns the cached model of s, nil for an untagged schema.
+// model returns the cached model of s, nil for a schema the plugin leaves to GORM: an
+// untagged one, or a WithAutoKeys candidate whose sequence is unknown yet or none (the
+// create callback resolves it first). For a tag without a sequence it is the model with
+// the sequence resolved once known, else the tag's (modelAllocator resolves it).
 func (p *Plugin) model(s *schema.Schema) (*model, error) {
-	if e, ok := p.models.Load(s); ok {
-		e := e.(*modelEntry)
+	e := p.entry(s)
+	if e.err != nil || e.m == nil || e.m.cfg.Sequence != "" {
 		return e.m, e.err
 	}
-	m, err := parseModel(s)
-	if m != nil && p.allocSize > 0 {
-		m.cfg.AllocationSize = p.allocSize
+	if r, ok := p.resolved.Load(s); ok {
+		return r.(*resolvedKey).m, nil
 	}
-	e, _ := p.models.LoadOrStore(s, &modelEntry{m: m, err: err})
-	return e.(*modelEntry).m, e.(*modelEntry).err
+	if e.auto {
+		return nil, nil
+	}
+	return e.m, nil
 }
 
 // assignKeys is the create callback: it gives every row of a tagged model that has no
@@ -419,7 +453,7 @@ func mapKeyZero(row map[string]any, key *schema.Field) bool {
 // m's key field cannot hold (ErrKeyOutOfRange) before any is set or written.
 func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) ([]int64, error) {
 	q := p.querier(pool)
-	a, err := p.allocator(ctx, m.cfg, q)
+	a, err := p.modelAllocator(ctx, m, q)
 	if err != nil {
 		return nil, err
 	}

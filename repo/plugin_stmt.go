@@ -27,7 +27,7 @@ const reconcileName = "seqrepo:reconcile_keys"
 // reconcileKeys right after GORM's INSERT, on the statement's own connection and before
 // the associations saved after it, which copy the keys into their foreign keys.
 func (p *Plugin) registerCallbacks(db *gorm.DB) error {
-	if err := db.Callback().Create().Before("*").Register(callbackName, p.assignKeys); err != nil {
+	if err := db.Callback().Create().Before("*").Register(callbackName, p.createCallback); err != nil {
 		return err
 	}
 	return db.Callback().Create().After("gorm:create").Before("gorm:save_after_associations").Register(reconcileName, p.reconcileKeys)

@@ -919,11 +919,6 @@ type (
 		Code string
 		Name string
 	}
-	noSequence struct {
-		ID   int64 `gorm:"primaryKey" idgen:"allocationSize:50"`
-		Code string
-		Name string
-	}
 	unknownKey struct {
 		ID   int64 `gorm:"primaryKey" idgen:"sequence:widgets_id_seq;increment:50"`
 		Code string
@@ -952,7 +947,6 @@ func (textKey) TableName() string      { return "widgets" }
 func (sizeZero) TableName() string     { return "widgets" }
 func (sizeNegative) TableName() string { return "widgets" }
 func (sizeWord) TableName() string     { return "widgets" }
-func (noSequence) TableName() string   { return "widgets" }
 func (unknownKey) TableName() string   { return "widgets" }
 func (unterminated) TableName() string { return "widgets" }
 func (badOptimizer) TableName() string { return "widgets" }
@@ -1008,7 +1002,6 @@ func TestUnusableModels(t *testing.T) {
 		"allocationSize 0":                    unusable[sizeZero](idgen.ErrInvalidConfig, "sizeZero", "allocationSize", `"0"`),
 		"allocationSize -50":                  unusable[sizeNegative](idgen.ErrInvalidConfig, "sizeNegative", "allocationSize", `"-50"`),
 		"allocationSize fifty":                unusable[sizeWord](idgen.ErrInvalidConfig, "sizeWord", "allocationSize", `"fifty"`),
-		"no sequence":                         unusable[noSequence](idgen.ErrInvalidConfig, "noSequence", "no sequence"),
 		"unknown key":                         unusable[unknownKey](idgen.ErrInvalidConfig, "unknownKey", `"increment"`),
 		"unterminated quote":                  unusable[unterminated](idgen.ErrInvalidConfig, "unterminated", "unterminated"),
 		"unknown optimizer":                   unusable[badOptimizer](idgen.ErrInvalidConfig, "badOptimizer", `"hilo"`),

@@ -73,7 +73,10 @@ func WithBatchSize(n int) Option {
 }
 
 // New returns a Repository for T, a struct type whose primary key carries an idgen
-// tag. db must have the Plugin registered (db.Use(repo.NewPlugin())), else New returns
+// tag (or, with WithAutoKeys, an integer key whose column has a sequence of its own; a
+// key sequence found from the column is resolved by the first write that needs a key,
+// which fails with idgen.ErrNoColumnSequence when there is none). db must have the
+// Plugin registered (db.Use(repo.NewPlugin())), else New returns
 // ErrNoPlugin; New does not register it, since that changes a handle others share.
 // New keeps db without any conditions chained on it, and derives a fresh statement for
 // every call. It does not query the database: the sequence is checked when the first
@@ -97,7 +100,7 @@ func New[T any](db *gorm.DB, opts ...Option) (*Repository[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo: New[%s]: %w", typ.Name(), err)
 	}
-	m, err := p.model(s)
+	m, err := p.candidate(s)
 	if err != nil {
 		return nil, fmt.Errorf("repo: New[%s]: %w", typ.Name(), err)
 	}
