@@ -37,8 +37,8 @@ WHERE c.oid = $1::text::regclass`
 // fetch reserves count blocks from cfg's sequence through q in one round trip and
 // returns them in nextval order. Nothing is returned unless every value was issued
 // under an INCREMENT equal to the allocation size and every block fits below MAXVALUE.
-func fetch(ctx context.Context, q Querier, cfg Config, oid int64, count int) ([]span, error) {
-	rows, err := q.QueryContext(ctx, fetchSQL, oid, count, cfg.Sequence)
+func fetch(ctx context.Context, q DB, cfg Config, oid int64, count int) ([]span, error) {
+	rows, err := query(ctx, q, fetchSQL, oid, count, cfg.Sequence)
 	if err != nil {
 		return nil, classify(cfg.Sequence, err)
 	}
@@ -86,8 +86,8 @@ func fetch(ctx context.Context, q Querier, cfg Config, oid int64, count int) ([]
 // describe checks, before any key is handed out, that cfg's sequence exists, is a
 // sequence, does not CYCLE, has INCREMENT equal to the allocation size, and can still
 // reserve a whole block. It returns the sequence's OID, which the name resolves to on q.
-func describe(ctx context.Context, q Querier, cfg Config) (oid int64, err error) {
-	rows, err := q.QueryContext(ctx, describeSQL, cfg.Sequence)
+func describe(ctx context.Context, q DB, cfg Config) (oid int64, err error) {
+	rows, err := query(ctx, q, describeSQL, cfg.Sequence)
 	if err != nil {
 		return 0, classify(cfg.Sequence, err)
 	}
