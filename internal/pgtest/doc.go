@@ -72,6 +72,10 @@
 // RequirePgBouncer, which without it skips the test, saying to install the pgbouncer package, or fails it when
 // CI or SEQREPO_REQUIRE_PGBOUNCER (RequirePgBouncerEnv) is set.
 //
+// Tests that break a statement on purpose share four helpers: Context bounds their waits by the test's deadline,
+// HoldLock parks statements behind a lock held in an open transaction, LockWaiter finds the backend that waits,
+// and TerminateBackend ends it. None of them sleeps.
+//
 // NewDatabase, CreateDatabase, Server, Start and StartPgBouncer are safe for concurrent use, and so are
 // Cluster's and PgBouncer's methods.
 package pgtest
