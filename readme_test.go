@@ -11,7 +11,8 @@ import (
 )
 
 // TestREADMECodeIsTested keeps README.md honest: every ```go block in it must appear,
-// line for line (indentation aside), in the module's Go code: an example_test.go file,
+// line for line (indentation aside), in the module's Go code: an example_test.go (or
+// example_*_test.go) file,
 // whose Example functions run against a real database and check their output, or
 // (for a type's definition) the package source those examples use.
 func TestREADMECodeIsTested(t *testing.T) {
@@ -23,6 +24,9 @@ func TestREADMECodeIsTested(t *testing.T) {
 	examples, err := filepath.Glob("*/*example_test.go") // example_test.go, graph_example_test.go, …
 	require.NoError(t, err)
 	require.NotEmpty(t, examples)
+	more, err := filepath.Glob("*/example_*_test.go") // examples in files of their own
+	require.NoError(t, err)
+	examples = append(examples, more...)
 	sourcesOf, err := filepath.Glob("models/*.go")
 	require.NoError(t, err)
 	examples = append(examples, sourcesOf...)

@@ -37,17 +37,7 @@ func soak() bool { return os.Getenv("SEQREPO_SOAK") == "1" }
 // relCtx returns a context that ends a little before the test's deadline, so that a wait
 // that never ends fails the test with a message instead of hanging it. It bounds waits;
 // it asserts nothing about speed.
-func relCtx(t *testing.T) context.Context {
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(10 * time.Minute)
-	} else {
-		deadline = deadline.Add(-time.Until(deadline) / 10)
-	}
-	ctx, cancel := context.WithDeadline(t.Context(), deadline)
-	t.Cleanup(cancel)
-	return ctx
-}
+func relCtx(t *testing.T) context.Context { return pgtest.Context(t, 10*time.Minute) }
 
 // relSHA is the commit SHA of a row number: 40 hexadecimal digits.
 func relSHA(n int64) string { return fmt.Sprintf("%040x", n) }

@@ -9,8 +9,9 @@ import (
 	"sync/atomic"
 )
 
-// Querier is what the allocator needs from a database handle: one query that returns
-// rows. *sql.DB, *sql.Tx and *sql.Conn satisfy it, and so does GORM's ConnPool.
+// Querier is what the allocator needs from a database/sql handle: one query that
+// returns rows. *sql.DB, *sql.Tx and *sql.Conn satisfy it, and so does GORM's ConnPool.
+// pgx handles are a PgxQuerier; New and Using take either (see DB).
 type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
@@ -36,7 +37,7 @@ type Allocator struct {
 	// q runs refills. via is true for allocators made by Using: they refill on q with
 	// the caller's context instead of sharing the background refill, because q may be
 	// the caller's own transaction.
-	q   Querier
+	q   DB
 	via bool
 	// verified is set once q was seen to resolve the name to the pinned sequence; only
 	// Allocators from Using check, and only for names that are ambiguous (state.ambiguous).
@@ -112,14 +113,14 @@ type Stats struct {
 // that one's blocks may be handed out and written, so the first configuration holds
 // for the life of the process.
 //
-// ctx only bounds New's own check. db is used for every later refill, except through
-// the Allocators that Using returns.
-func New(ctx context.Context, db Querier, cfg Config) (*Allocator, error) {
+// ctx only bounds New's own check. db, a database/sql or a pgx handle (see DB), is used
+// for every later refill, except through the Allocators that Using returns.
+func New(ctx context.Context, db DB, cfg Config) (*Allocator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if db == nil {
-		return nil, &ConfigError{Sequence: cfg.Sequence, Problems: []string{"nil Querier"}}
+	if err := checkDB(cfg.Sequence, db); err != nil {
+		return nil, err
 	}
 	oid, ambiguous, err := describe(ctx, db, cfg)
 	if err != nil {
@@ -148,16 +149,17 @@ func (a *Allocator) SequenceOID() uint32 {
 
 // Using returns an Allocator that shares a's reserved keys and statistics but runs
 // any refill it needs on q with the caller's context, for example the caller's own
-// *sql.Tx. Use it when the calling goroutine holds a connection that the allocator's
-// default Querier might need (a one-connection pool held by the caller's transaction
-// would otherwise deadlock). The refill's nextval is not undone if q's transaction
-// rolls back, so keys reserved through q stay unique either way.
+// *sql.Tx or pgx.Tx. Use it when the calling goroutine holds a connection that the
+// allocator's default handle might need (a one-connection pool held by the caller's
+// transaction would otherwise deadlock). The refill's nextval is not undone if q's
+// transaction rolls back, so keys reserved through q stay unique either way.
 //
-// The returned Allocator is as safe for concurrent use as q is (a *sql.Tx is for one
-// goroutine at a time). Keep it no longer than q: once q's transaction has ended, its
-// calls still hand out keys already reserved, but a call that needs a refill fails with
-// q's error (sql.ErrTxDone) and hands out nothing.
-func (a *Allocator) Using(q Querier) *Allocator {
+// The returned Allocator is as safe for concurrent use as q is (a *sql.Tx, a pgx.Tx
+// and a *pgx.Conn are for one goroutine at a time). Keep it no longer than q: once q's
+// transaction has ended, its calls still hand out keys already reserved, but a call
+// that needs a refill fails with q's error (sql.ErrTxDone, pgx.ErrTxClosed) and hands
+// out nothing; so does one when q is neither a Querier nor a PgxQuerier (see DB).
+func (a *Allocator) Using(q DB) *Allocator {
 	if q == nil {
 		return a
 	}
@@ -332,7 +334,7 @@ func (a *Allocator) refillVia(ctx context.Context, want int) ([]int64, error) {
 // of one key, and after a failover or a re-pin, which start over. It also returns the
 // epoch the blocks belong to. With an error matching ErrExhausted it also returns the
 // blocks that fit below MAXVALUE, which the caller keeps.
-func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, uint64, error) {
+func (a *Allocator) reserve(ctx context.Context, q DB, want int) ([]span, uint64, error) {
 	st := a.st
 	st.mu.Lock()
 	epoch, oid, floor, repinned := st.epoch, st.oid, st.floor, st.repinned
@@ -411,7 +413,7 @@ func (a *Allocator) reserve(ctx context.Context, q Querier, want int) ([]span, u
 // old one (advance), so that this process never hands out a key twice. When the old
 // sequence still exists, the name means another sequence on q (another search_path),
 // and it returns ErrSequenceChanged.
-func (a *Allocator) repin(ctx context.Context, q Querier, oid int64) error {
+func (a *Allocator) repin(ctx context.Context, q DB, oid int64) error {
 	st := a.st
 	seq := st.cfg.Sequence
 	st.roundTrips.Add(1)

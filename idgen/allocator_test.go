@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/seqrepo/seqrepo/idgen"
+	"github.com/seqrepo/seqrepo/internal/pgtest"
 )
 
 // TestKeySequences checks the exact keys fresh sequences hand out, for both
@@ -315,17 +316,7 @@ func TestExhaustedMidBatch(t *testing.T) {
 // testContext returns a context that ends a little before the test's deadline, or
 // after a generous timeout when there is none, so a deadlock fails the test with a
 // message instead of hanging it. It bounds the test; it asserts nothing about speed.
-func testContext(t *testing.T) context.Context {
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(5 * time.Minute)
-	} else {
-		deadline = deadline.Add(-time.Until(deadline) / 10)
-	}
-	ctx, cancel := context.WithDeadline(t.Context(), deadline)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testContext(t *testing.T) context.Context { return pgtest.Context(t, 5*time.Minute) }
 
 // TestUsingTransactionOnOneConnection: with a one-connection pool whose connection the
 // caller's transaction holds, allocating through the transaction works, while

@@ -12,7 +12,7 @@ import (
 // *CheckError. Use it at startup, like Hibernate's schema validation.
 //
 // Check is safe for concurrent use if q is.
-func Check(ctx context.Context, q Querier, cfgs ...Config) error {
+func Check(ctx context.Context, q DB, cfgs ...Config) error {
 	var problems []error
 	for _, cfg := range cfgs {
 		if err := CheckOne(ctx, q, cfg); err != nil {
@@ -29,8 +29,11 @@ func Check(ctx context.Context, q Querier, cfgs ...Config) error {
 }
 
 // CheckOne verifies one Config as New does and returns its error, or nil.
-func CheckOne(ctx context.Context, q Querier, cfg Config) error {
+func CheckOne(ctx context.Context, q DB, cfg Config) error {
 	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if err := checkDB(cfg.Sequence, q); err != nil {
 		return err
 	}
 	_, _, err := describe(ctx, q, cfg)

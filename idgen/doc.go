@@ -19,11 +19,12 @@
 //	id, err := alloc.Next(ctx)          // from memory, except once per 50 keys
 //	ids, err := alloc.NextN(ctx, 10000) // 200 blocks, one round trip
 //
-// db is a *sql.DB (with the pgx stdlib driver, say) or anything else with
-// QueryContext. Inside a transaction that holds a connection the pool may need, use
-// the transaction for refills, so a one-connection pool cannot deadlock:
+// db is any database handle, passed as it is (see DB): a *sql.DB, *sql.Tx, *sql.Conn
+// or GORM's ConnPool (a Querier), or a *pgxpool.Pool, *pgx.Conn, pgx.Tx or sqlc's DBTX
+// for pgx/v5 (a PgxQuerier). Inside a transaction that holds a connection the pool may
+// need, use the transaction for refills, so a one-connection pool cannot deadlock:
 //
-//	tx, _ := db.BeginTx(ctx, nil)
+//	tx, _ := db.BeginTx(ctx, nil) // or pool.Begin(ctx), for pgx
 //	ids, err := alloc.Using(tx).NextN(ctx, len(rows))
 //
 // # Optimizers

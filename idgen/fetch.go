@@ -101,8 +101,8 @@ var errPinLost = errors.New("idgen: name no longer resolves to the pinned sequen
 // issued under an INCREMENT equal to the allocation size. When fewer than count blocks
 // fit below MAXVALUE, it returns the ones that fit together with an error matching
 // ErrExhausted: they are the caller's to keep.
-func fetch(ctx context.Context, q Querier, cfg Config, oid int64, count int) (fetched, error) {
-	rows, err := q.QueryContext(ctx, fetchSQL, oid, count, cfg.Sequence, !cfg.NoDurableRefill, unqualified(cfg.Sequence))
+func fetch(ctx context.Context, q DB, cfg Config, oid int64, count int) (fetched, error) {
+	rows, err := query(ctx, q, fetchSQL, oid, count, cfg.Sequence, !cfg.NoDurableRefill, unqualified(cfg.Sequence))
 	if err != nil {
 		return fetched{}, classify(cfg.Sequence, err)
 	}
@@ -165,8 +165,8 @@ func fetch(ctx context.Context, q Querier, cfg Config, oid int64, count int) (fe
 // marker of another configuration, and can still reserve a key. It returns the
 // sequence's OID, which the name resolves to on q, and whether an unqualified name
 // also names sequences in other schemas.
-func describe(ctx context.Context, q Querier, cfg Config) (oid int64, ambiguous bool, err error) {
-	rows, err := q.QueryContext(ctx, describeSQL, cfg.Sequence, unqualified(cfg.Sequence))
+func describe(ctx context.Context, q DB, cfg Config) (oid int64, ambiguous bool, err error) {
+	rows, err := query(ctx, q, describeSQL, cfg.Sequence, unqualified(cfg.Sequence))
 	if err != nil {
 		return 0, false, classify(cfg.Sequence, err)
 	}
@@ -230,8 +230,8 @@ const resolveSQL = `SELECT to_regclass($1::text)::oid::bigint,
 
 // resolve returns the OID cfg.Sequence resolves to on q (0 when it names nothing) and
 // whether the sequence with OID pinned still exists.
-func resolve(ctx context.Context, q Querier, cfg Config, pinned int64) (now int64, exists bool, err error) {
-	rows, err := q.QueryContext(ctx, resolveSQL, cfg.Sequence, pinned)
+func resolve(ctx context.Context, q DB, cfg Config, pinned int64) (now int64, exists bool, err error) {
+	rows, err := query(ctx, q, resolveSQL, cfg.Sequence, pinned)
 	if err != nil {
 		return 0, false, classify(cfg.Sequence, err)
 	}
@@ -270,7 +270,7 @@ FROM pg_sequence AS s WHERE s.seqrelid = $1::bigint::oid`
 // pooled-lo's block starts at the next value, which is above floor, and pooled's at
 // that value minus AllocationSize plus one, which is above floor too. It takes one
 // nextval per block skipped, in a statement or two, and never moves the sequence back.
-func advance(ctx context.Context, q Querier, cfg Config, oid, floor int64) error {
+func advance(ctx context.Context, q DB, cfg Config, oid, floor int64) error {
 	size := int64(cfg.AllocationSize)
 	for {
 		var last sql.NullInt64
@@ -313,7 +313,7 @@ func steps(from, floor, size int64) int64 {
 
 // queryRow runs a query that returns one row and scans it into dest, with errors
 // classified for cfg's sequence.
-func queryRow(ctx context.Context, q Querier, cfg Config, query string, args []any, dest ...any) error {
+func queryRow(ctx context.Context, q DB, cfg Config, query string, args []any, dest ...any) error {
 	switch err := scanRow(ctx, q, query, args, dest...); {
 	case err == nil:
 		return nil

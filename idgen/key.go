@@ -51,7 +51,7 @@ type Key struct {
 // never spliced. It returns an error matching ErrNoColumnSequence when the column has
 // no sequence of its own, and PostgreSQL's error when the table or the column does not
 // exist. It is safe for concurrent use if q is.
-func ColumnSequence(ctx context.Context, q Querier, table, column string) (string, error) {
+func ColumnSequence(ctx context.Context, q DB, table, column string) (string, error) {
 	qt, err := quoteTable(table)
 	if err != nil {
 		return "", err
@@ -59,7 +59,7 @@ func ColumnSequence(ctx context.Context, q Querier, table, column string) (strin
 	if column == "" || strings.ContainsRune(column, 0) {
 		return "", &ConfigError{Problems: []string{fmt.Sprintf("key column %q of table %s is not a valid name", column, qt)}}
 	}
-	rows, err := q.QueryContext(ctx, `SELECT pg_get_serial_sequence($1, $2)`, qt, column)
+	rows, err := query(ctx, q, `SELECT pg_get_serial_sequence($1, $2)`, qt, column)
 	if err != nil {
 		return "", fmt.Errorf("idgen: find the sequence of column %s of table %s: %w", quoteIdent(column), qt, err)
 	}
@@ -90,7 +90,7 @@ func ColumnSequence(ctx context.Context, q Querier, table, column string) (strin
 // It returns k.Config with Sequence resolved, also alongside most errors (it is
 // unresolved only when resolving failed). It only reads. It is safe for concurrent use
 // if q is.
-func CheckKey(ctx context.Context, q Querier, k Key) (Config, error) {
+func CheckKey(ctx context.Context, q DB, k Key) (Config, error) {
 	cfg := k.Config
 	if err := cfg.check(false); err != nil {
 		return cfg, err
@@ -116,7 +116,7 @@ WHERE c.oid = $1::text::regclass`
 
 // checkAhead reports ErrSequenceBehind when the lowest key of the block the next
 // nextval reserves is not above max(column).
-func checkAhead(ctx context.Context, q Querier, table, column string, cfg Config) error {
+func checkAhead(ctx context.Context, q DB, table, column string, cfg Config) error {
 	qt, err := quoteTable(table)
 	if err != nil {
 		return err
@@ -158,8 +158,8 @@ func checkAhead(ctx context.Context, q Querier, table, column string, cfg Config
 }
 
 // scanRow scans the one row query returns into dest; sql.ErrNoRows when there is none.
-func scanRow(ctx context.Context, q Querier, query string, args []any, dest ...any) error {
-	rows, err := q.QueryContext(ctx, query, args...)
+func scanRow(ctx context.Context, q DB, stmt string, args []any, dest ...any) error {
+	rows, err := query(ctx, q, stmt, args...)
 	if err != nil {
 		return err
 	}

@@ -61,11 +61,11 @@ FROM pg_database d WHERE d.datname = current_database()`
 const identifyDatabaseSQL = `SELECT 0::int8, d.oid::int8 FROM pg_database d WHERE d.datname = current_database()`
 
 // identify returns the seqKey of the sequence st is pinned to, on q's server.
-func identify(ctx context.Context, q Querier, st *state) (seqKey, error) {
+func identify(ctx context.Context, q DB, st *state) (seqKey, error) {
 	seq := st.cfg.Sequence
-	rows, err := q.QueryContext(ctx, identifySQL)
+	rows, err := query(ctx, q, identifySQL)
 	if sqlState(err) == "42501" { // insufficient_privilege: pg_control_system revoked
-		rows, err = q.QueryContext(ctx, identifyDatabaseSQL)
+		rows, err = query(ctx, q, identifyDatabaseSQL)
 	}
 	if err != nil {
 		return seqKey{}, classify(seq, err)
@@ -95,7 +95,7 @@ var registry = struct {
 
 // register records st's configuration for its sequence, or refuses it when the process
 // first used the sequence with another Optimizer or AllocationSize.
-func register(ctx context.Context, q Querier, st *state) error {
+func register(ctx context.Context, q DB, st *state) error {
 	key, err := identify(ctx, q, st)
 	if err != nil {
 		return err

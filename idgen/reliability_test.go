@@ -24,57 +24,7 @@ import (
 // the lock of ALTER SEQUENCE (which changes nothing here) in an open transaction.
 func lockSequence(t *testing.T, ctx context.Context, db *sql.DB, seq string) (release func()) {
 	t.Helper()
-	tx, err := db.BeginTx(ctx, nil)
-	noErr(t, err, "begin the locking transaction")
-	_, err = tx.ExecContext(ctx, `ALTER SEQUENCE `+seq+` INCREMENT BY 50`)
-	noErr(t, err, "lock the sequence")
-	released := false
-	release = func() {
-		if !released {
-			released = true
-			noErr(t, tx.Rollback(), "release the sequence")
-		}
-	}
-	t.Cleanup(release)
-	return release
-}
-
-// waitingBackend returns the pid of the backend of this database that waits for a lock
-// while running a statement like pattern, looking again and again until there is one
-// (each look is a query; nothing sleeps). ctx bounds the wait.
-func waitingBackend(t *testing.T, ctx context.Context, db *sql.DB, pattern string) int {
-	t.Helper()
-	for {
-		var pid int
-		err := db.QueryRowContext(ctx, `SELECT pid FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1
-LIMIT 1`, pattern).Scan(&pid)
-		if err == nil {
-			return pid
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			t.Fatalf("looking for a backend waiting in %q: %v", pattern, err)
-		}
-		runtime.Gosched()
-	}
-}
-
-// terminate ends backend pid with pg_terminate_backend and waits until it is gone.
-func terminate(t *testing.T, ctx context.Context, db *sql.DB, pid int) {
-	t.Helper()
-	var ok bool
-	noErr(t, db.QueryRowContext(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&ok), "pg_terminate_backend")
-	if !ok {
-		t.Fatalf("pg_terminate_backend(%d) found no such backend", pid)
-	}
-	for {
-		var alive bool
-		noErr(t, db.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&alive), "look for the backend")
-		if !alive {
-			return
-		}
-		runtime.Gosched()
-	}
+	return pgtest.HoldLock(t, ctx, db, `ALTER SEQUENCE `+seq+` INCREMENT BY 50`)
 }
 
 type keysErr struct {
@@ -109,7 +59,7 @@ func TestRefillBackendKilled(t *testing.T) {
 				keys, err := victim.NextN(ctx, 120) // 20 from memory, 2 blocks from the sequence
 				done <- keysErr{keys, err}
 			}()
-			terminate(t, ctx, db, waitingBackend(t, ctx, db, "%nextval%"))
+			pgtest.TerminateBackend(t, ctx, db, pgtest.LockWaiter(t, ctx, db, "%nextval%"))
 			release()
 			r := <-done
 			if r.err == nil || r.keys != nil {

@@ -20,6 +20,7 @@ import (
 // plain db.Transaction, from several goroutines at once, and the server shows that
 // PgBouncer never used more than its one connection.
 func TestPgBouncerOneServerConnection(t *testing.T) {
+	pgtest.RequirePgBouncer(t)
 	ctx := t.Context()
 	admin, _ := pgtest.Server(t)
 	b, err := pgtest.StartPgBouncer(ctx, admin, pgtest.PgBouncerOptions{PoolSize: 1})

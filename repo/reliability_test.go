@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/seqrepo/seqrepo/idgen"
+	"github.com/seqrepo/seqrepo/internal/pgtest"
 	"github.com/seqrepo/seqrepo/repo"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -34,17 +35,7 @@ import (
 // relContext returns a context that ends a little before the test's deadline, so that a
 // wait that never ends fails the test with a message instead of hanging it. It bounds
 // waits; it asserts nothing about speed.
-func relContext(t *testing.T) context.Context {
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(5 * time.Minute)
-	} else {
-		deadline = deadline.Add(-time.Until(deadline) / 10)
-	}
-	ctx, cancel := context.WithDeadline(t.Context(), deadline)
-	t.Cleanup(cancel)
-	return ctx
-}
+func relContext(t *testing.T) context.Context { return pgtest.Context(t, 5*time.Minute) }
 
 // relProbe is a copy of the test schema whose writes to widgets can be watched and
 // parked. A statement-level trigger reports the keys of every statement's rows as a
@@ -58,7 +49,7 @@ type relProbe struct {
 	parked  chan int // the pid of every backend that parks
 	mu      sync.Mutex
 	reached []int64 // every key a statement has sent to the server; protected by mu
-	lock    *sql.Tx
+	unpark  func()  // releases the lock holdPark took
 }
 
 const relProbeTrigger = `
@@ -132,26 +123,13 @@ func (p *relProbe) keysReached() []int64 {
 // server connection also through a pooler in transaction mode.
 func (p *relProbe) holdPark(t *testing.T, ctx context.Context) {
 	t.Helper()
-	tx, err := p.admin.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(6)`); err != nil {
-		t.Fatal(err)
-	}
-	p.lock = tx
-	t.Cleanup(func() { p.releasePark(t) })
+	p.unpark = pgtest.HoldLock(t, ctx, p.admin, `SELECT pg_advisory_xact_lock(6)`)
 }
 
 func (p *relProbe) releasePark(t *testing.T) {
 	t.Helper()
-	if p.lock == nil {
-		return
-	}
-	tx := p.lock
-	p.lock = nil
-	if err := tx.Rollback(); err != nil {
-		t.Error(err)
+	if p.unpark != nil {
+		p.unpark()
 	}
 }
 
@@ -164,45 +142,6 @@ func (p *relProbe) awaitParked(t *testing.T, ctx context.Context) int {
 	case <-ctx.Done():
 		t.Fatalf("no statement parked: %v", ctx.Err())
 		return 0
-	}
-}
-
-// relTerminate ends backend pid with pg_terminate_backend and waits until it is gone.
-func relTerminate(t *testing.T, ctx context.Context, db *sql.DB, pid int) {
-	t.Helper()
-	var ok bool
-	if err := db.QueryRowContext(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&ok); err != nil || !ok {
-		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, ok, err)
-	}
-	for {
-		var alive bool
-		if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&alive); err != nil {
-			t.Fatal(err)
-		}
-		if !alive {
-			return
-		}
-		runtime.Gosched()
-	}
-}
-
-// relLockWaiter returns the pid of a backend of this database that waits for a lock while
-// running a statement like pattern, looking again and again until there is one (each
-// look is a query; nothing sleeps).
-func relLockWaiter(t *testing.T, ctx context.Context, db *sql.DB, pattern string) int {
-	t.Helper()
-	for {
-		var pid int
-		err := db.QueryRowContext(ctx, `SELECT pid FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1
-LIMIT 1`, pattern).Scan(&pid)
-		if err == nil {
-			return pid
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			t.Fatalf("looking for a backend waiting in %q: %v", pattern, err)
-		}
-		runtime.Gosched()
 	}
 }
 
@@ -377,7 +316,7 @@ func TestBackendKilledMidWrite(t *testing.T) {
 				_, err := w.write(ctx, p.db, r, rows)
 				done <- err
 			}()
-			relTerminate(t, ctx, p.admin, p.awaitParked(t, ctx))
+			pgtest.TerminateBackend(t, ctx, p.admin, p.awaitParked(t, ctx))
 			p.releasePark(t)
 			err = <-done
 			var dup *repo.DuplicateKeyError
@@ -554,14 +493,7 @@ func TestContextCancelledMidWrite(t *testing.T) {
 			}
 			before := dbKeys(t, p.db)
 			// ALTER SEQUENCE takes a lock that nextval waits for until the transaction ends.
-			lock, err := p.admin.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = lock.Rollback() }()
-			if _, err := lock.ExecContext(ctx, `ALTER SEQUENCE widgets_id_seq INCREMENT BY 50`); err != nil {
-				t.Fatal(err)
-			}
+			unlock := pgtest.HoldLock(t, ctx, p.admin, `ALTER SEQUENCE widgets_id_seq INCREMENT BY 50`)
 			rows := widgets("refill", 300)
 			write := func(ctx context.Context) error {
 				if !inTx {
@@ -572,14 +504,12 @@ func TestContextCancelledMidWrite(t *testing.T) {
 			wctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- write(wctx) }()
-			relLockWaiter(t, ctx, p.admin, "%nextval%")
+			pgtest.LockWaiter(t, ctx, p.admin, "%nextval%")
 			cancel()
 			if err := <-done; !errors.Is(err, context.Canceled) {
 				t.Fatalf("Copy cancelled while its refill waits: %v, want context.Canceled", err)
 			}
-			if err := lock.Rollback(); err != nil {
-				t.Fatal(err)
-			}
+			unlock()
 			relSameWidgets(t, p.db, before)
 			for i := range rows {
 				if rows[i].ID != 0 {

@@ -68,7 +68,13 @@
 // The server binaries are found on PATH, else in `pg_config --bindir`, else in the highest version under
 // /usr/lib/postgresql/*/bin. Without them and without DATABASE_URL, tests fail, never skip, with a message
 // that says to install the PostgreSQL server package (Debian: apt-get install postgresql) or set DATABASE_URL.
-// pgbouncer is found on PATH, else in /usr/sbin; without it a test that needs it fails the same way.
+// pgbouncer is found on PATH, else in /usr/sbin or /usr/local/sbin. It is an extra: a test that needs it calls
+// RequirePgBouncer, which without it skips the test, saying to install the pgbouncer package, or fails it when
+// CI or SEQREPO_REQUIRE_PGBOUNCER (RequirePgBouncerEnv) is set.
+//
+// Tests that break a statement on purpose share four helpers: Context bounds their waits by the test's deadline,
+// HoldLock parks statements behind a lock held in an open transaction, LockWaiter finds the backend that waits,
+// and TerminateBackend ends it. None of them sleeps.
 //
 // NewDatabase, CreateDatabase, Server, Start and StartPgBouncer are safe for concurrent use, and so are
 // Cluster's and PgBouncer's methods.

@@ -1,52 +1,87 @@
+//go:build unix
+
 package pgtest
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
 
-const missingBouncerChild = "SEQREPO_PGTEST_MISSING_BOUNCER_CHILD"
-
-// TestRerunWithoutPgBouncer: with no pgbouncer installed, the rerun through it is
-// skipped, saying how to install it, outside CI; in CI (or with
-// SEQREPO_REQUIRE_PGBOUNCER) it fails.
-func TestRerunWithoutPgBouncer(t *testing.T) {
-	old := pgbouncerBinary
-	pgbouncerBinary = func() (string, error) { return "", errNoPgBouncer }
-	t.Cleanup(func() { pgbouncerBinary = old })
-	t.Setenv("CI", "")
-	t.Setenv(RequirePgBouncerEnv, "")
-	t.Setenv(PgBouncerEnv, "")
-
-	var sub *testing.T
-	t.Run("outside CI", func(t *testing.T) {
-		sub = t
-		RerunThroughPgBouncer(t)
-	})
-	if !sub.Skipped() {
-		t.Fatal("without pgbouncer and outside CI the rerun should be skipped")
-	}
-
-	// In CI the same call must fail: run it in a child whose failure we can observe.
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRerunWithoutPgBouncerChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), missingBouncerChild+"=1", "CI=true")
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("in CI a missing pgbouncer should fail the rerun; the child passed:\n%s", out)
-	}
-	if !strings.Contains(string(out), "pgbouncer") {
-		t.Fatalf("the failure should name pgbouncer:\n%s", out)
+// TestDecidePgBouncer: the one rule for tests that need PgBouncer. Installed, they run
+// with its path; missing, they skip with a notice naming the package to install, unless
+// CI or SEQREPO_REQUIRE_PGBOUNCER is set, which makes them fail.
+func TestDecidePgBouncer(t *testing.T) {
+	found := func() (string, error) { return "/usr/sbin/pgbouncer", nil }
+	missing := func() (string, error) { return "", errNoPgBouncer }
+	for _, c := range []struct {
+		name    string
+		env     map[string]string
+		find    func() (string, error)
+		want    pgbouncerOutcome
+		mention []string // what the message must say
+	}{
+		{"installed", nil, found, pgbouncerRun, nil},
+		{"installed, in CI", map[string]string{"CI": "true"}, found, pgbouncerRun, nil},
+		{"missing", nil, missing, pgbouncerSkip,
+			[]string{"apt-get install pgbouncer", "skipped", "CI", RequirePgBouncerEnv}},
+		{"missing, CI empty", map[string]string{"CI": ""}, missing, pgbouncerSkip, []string{"apt-get install pgbouncer"}},
+		{"missing, in CI", map[string]string{"CI": "true"}, missing, pgbouncerFail,
+			[]string{"apt-get install pgbouncer", "required", "CI set"}},
+		{"missing, required", map[string]string{RequirePgBouncerEnv: "1"}, missing, pgbouncerFail,
+			[]string{"apt-get install pgbouncer", RequirePgBouncerEnv + " set"}},
+		{"missing, both", map[string]string{"CI": "1", RequirePgBouncerEnv: "1"}, missing, pgbouncerFail,
+			[]string{"CI and " + RequirePgBouncerEnv + " set"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path, outcome, msg := decidePgBouncer(func(name string) string { return c.env[name] }, c.find)
+			if outcome != c.want {
+				t.Fatalf("outcome %d, want %d (message %q)", outcome, c.want, msg)
+			}
+			if wantPath := map[bool]string{true: "/usr/sbin/pgbouncer"}[c.want == pgbouncerRun]; path != wantPath {
+				t.Errorf("path %q, want %q", path, wantPath)
+			}
+			for _, s := range c.mention {
+				if !strings.Contains(msg, s) {
+					t.Errorf("message %q does not say %q", msg, s)
+				}
+			}
+		})
 	}
 }
 
-// TestRerunWithoutPgBouncerChild is the child of TestRerunWithoutPgBouncer; it does
-// nothing unless that test started it.
-func TestRerunWithoutPgBouncerChild(t *testing.T) {
-	if os.Getenv(missingBouncerChild) != "1" {
-		return
+// TestRequirePgBouncer: the helper skips or fails the test as decidePgBouncer says, and
+// returns the path when pgbouncer is there.
+func TestRequirePgBouncer(t *testing.T) {
+	missing := func() (string, error) { return "", errNoPgBouncer }
+	env := func(vars map[string]string) func(string) string {
+		return func(name string) string { return vars[name] }
 	}
-	pgbouncerBinary = func() (string, error) { return "", errNoPgBouncer }
-	RerunThroughPgBouncer(t)
+
+	var got string
+	ft := runFake(t, func(tb testing.TB) {
+		got = requirePgBouncer(tb, env(nil), func() (string, error) { return "/opt/pgbouncer", nil })
+	})
+	if ft.skipped || ft.Failed() || got != "/opt/pgbouncer" {
+		t.Errorf("installed: skipped %v, failed %v, path %q:\n%s", ft.skipped, ft.Failed(), got, ft.output())
+	}
+
+	ran := false
+	ft = runFake(t, func(tb testing.TB) {
+		requirePgBouncer(tb, env(nil), missing)
+		ran = true
+	})
+	if !ft.skipped || ft.Failed() || ran || !strings.Contains(ft.output(), "apt-get install pgbouncer") {
+		t.Errorf("missing outside CI: skipped %v, failed %v, went on %v; want a skip naming the package:\n%s",
+			ft.skipped, ft.Failed(), ran, ft.output())
+	}
+
+	ft = runFake(t, func(tb testing.TB) {
+		requirePgBouncer(tb, env(map[string]string{"CI": "true"}), missing)
+		ran = true
+	})
+	if ft.skipped || !ft.fatal || ran || !strings.Contains(ft.output(), "apt-get install pgbouncer") {
+		t.Errorf("missing in CI: skipped %v, fatal %v, went on %v; want a failure naming the package:\n%s",
+			ft.skipped, ft.fatal, ran, ft.output())
+	}
+
 }

@@ -29,25 +29,17 @@ var servedPattern = regexp.MustCompile(`(?m)^pgtest: PgBouncer (\S+) \(transacti
 // test, -test.count=1 and -test.v, and the parent's -test.short, -test.failfast, -test.parallel and remaining
 // time; its own TestMain must call Run. It is killed if the parent dies.
 //
-// t fails, quoting the child's output, when pgbouncer is not installed, when the child fails or runs no test,
-// or when the child does not report that PgBouncer served every database it handed out through it (the line
-// Run prints at exit): a rerun that quietly went straight to PostgreSQL would prove nothing. In a process that
-// already runs through PgBouncer it does nothing.
+// Without pgbouncer, t is skipped, or failed in CI, as RequirePgBouncer says. t fails, quoting the child's
+// output, when the child fails or runs no test, or when the child does not report that PgBouncer served every
+// database it handed out through it (the line Run prints at exit): a rerun that quietly went straight to
+// PostgreSQL would prove nothing. In a process that already runs through PgBouncer it does nothing.
 func RerunThroughPgBouncer(t *testing.T) {
 	t.Helper()
 	if ThroughPgBouncer() {
 		t.Logf("this test process already runs through PgBouncer (%s=1): nothing to rerun", PgBouncerEnv)
 		return
 	}
-	if _, err := pgbouncerBinary(); err != nil {
-		// Go and the PostgreSQL server are all `go test ./...` needs; PgBouncer is an
-		// extra that CI always has (.ci/run installs it), so only there is its absence
-		// a failure. Anywhere else the rerun is skipped, saying how to get it.
-		if RequirePgBouncer() {
-			t.Fatalf("%v: the tests run a second time through it (%s or CI is set)", err, RequirePgBouncerEnv)
-		}
-		t.Skipf("NOT RUN a second time through PgBouncer (CI requires it): %v", err)
-	}
+	RequirePgBouncer(t) // without pgbouncer: skipped, or failed in CI
 	args := []string{"-test.skip=^" + regexp.QuoteMeta(t.Name()) + "$", "-test.count=1", "-test.v"}
 	for _, name := range []string{"test.short", "test.failfast", "test.parallel"} {
 		if f := flag.Lookup(name); f != nil {

@@ -21,9 +21,11 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
-// startBouncer starts a PgBouncer in front of the shared server, stopped when t ends.
+// startBouncer starts a PgBouncer in front of the shared server, stopped when t ends. Without pgbouncer it skips
+// t, or fails it in CI (RequirePgBouncer).
 func startBouncer(t *testing.T, opts PgBouncerOptions) *PgBouncer {
 	t.Helper()
+	RequirePgBouncer(t)
 	admin, _ := Server(t)
 	b, err := StartPgBouncer(testContext(t), admin, opts)
 	if err != nil {
@@ -318,6 +320,7 @@ func TestPgBouncerSessionState(t *testing.T) {
 }
 
 func TestSharedThroughPgBouncer(t *testing.T) {
+	RequirePgBouncer(t)
 	ctx := testContext(t)
 	admin, _ := Server(t)
 	newShared := func(report *bytes.Buffer) *sharedServer {
@@ -399,6 +402,7 @@ func TestSharedThroughPgBouncer(t *testing.T) {
 // TestCrashedPgBouncerIsCleanedUp: a PgBouncer whose owner dies goes with it, and the next start sweeps its
 // directory.
 func TestCrashedPgBouncerIsCleanedUp(t *testing.T) {
+	RequirePgBouncer(t)
 	ctx := testContext(t)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashModeEnv+"=pgbouncer")

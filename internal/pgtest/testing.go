@@ -40,17 +40,6 @@ var shared = &sharedServer{
 // that pgtest starts in front of the shared server (see NewDatabase). RerunThroughPgBouncer sets it.
 const PgBouncerEnv = "SEQREPO_TEST_PGBOUNCER"
 
-// RequirePgBouncerEnv names the environment variable that, set to anything, makes a missing
-// PgBouncer fail RerunThroughPgBouncer instead of skipping it. CI (the CI variable set) requires
-// it too.
-const RequirePgBouncerEnv = "SEQREPO_REQUIRE_PGBOUNCER"
-
-// RequirePgBouncer reports whether the tests must run through PgBouncer as well: when
-// RequirePgBouncerEnv or CI is set.
-func RequirePgBouncer() bool {
-	return os.Getenv(RequirePgBouncerEnv) != "" || os.Getenv("CI") != ""
-}
-
 // ThroughPgBouncer reports whether this test process reaches its databases through PgBouncer (PgBouncerEnv=1).
 func ThroughPgBouncer() bool { return os.Getenv(PgBouncerEnv) == "1" }
 
