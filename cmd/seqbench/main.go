@@ -42,6 +42,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
+	"github.com/seqrepo/seqrepo/idgen"
 	"github.com/seqrepo/seqrepo/internal/pgtest"
 	"github.com/seqrepo/seqrepo/migrations"
 	"github.com/seqrepo/seqrepo/repo"
@@ -395,12 +396,24 @@ func openEnv(ctx context.Context, cfg *pgx.ConnConfig, admin *pgx.Conn, h *histo
 	return e, closeAll, nil
 }
 
-// setIncrement makes every key sequence's INCREMENT equal the allocation size.
+// setIncrement makes every key sequence's INCREMENT equal the allocation size, and
+// updates the configuration marker migration 00003 wrote on it (idgen.Config.Marker),
+// which idgen.New checks. The database is seqbench's own and no writer runs yet, so
+// nothing has reserved a block under the old INCREMENT.
 func setIncrement(ctx context.Context, conn *pgx.Conn, alloc int) error {
+	marker := idgen.Config{AllocationSize: alloc}.Marker()
 	for _, t := range []string{"repositories", "authors", "commits", "tenants"} {
 		sql := fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN id SET INCREMENT BY %d`, pgx.Identifier{t}.Sanitize(), alloc)
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("set increment of %s: %w", t, err)
+		}
+		// regclass's text is the sequence's name, quoted where it needs to be.
+		var seq string
+		if err := conn.QueryRow(ctx, `SELECT pg_get_serial_sequence($1, 'id')::regclass::text`, t).Scan(&seq); err != nil {
+			return fmt.Errorf("find the sequence of %s: %w", t, err)
+		}
+		if _, err := conn.Exec(ctx, `COMMENT ON SEQUENCE `+seq+` IS '`+strings.ReplaceAll(marker, "'", "''")+`'`); err != nil {
+			return fmt.Errorf("mark the sequence of %s: %w", t, err)
 		}
 	}
 	return nil
