@@ -462,7 +462,16 @@ func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) 
 	}
 	keys, err := a.NextN(ctx, n)
 	if err != nil {
-		return nil, err
+		adopted, aerr := p.adoptRecreated(ctx, m, q, a, err)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if !adopted {
+			return nil, err
+		}
+		if keys, err = a.NextN(ctx, n); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.checkRange(keys); err != nil {
 		return nil, err

@@ -1,0 +1,89 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/seqrepo/seqrepo/idgen"
+	"github.com/seqrepo/seqrepo/internal/pgtest"
+	"github.com/seqrepo/seqrepo/repo"
+	"gorm.io/gorm"
+)
+
+// A keyed model's table dropped and created again by GORM's own db.AutoMigrate (what
+// GORM's TestMigrate and test suites that reset their schema do) comes back with a
+// bigserial sequence at INCREMENT 1. Writes go on: the plugin adopts the new sequence and
+// every struct holds its row's key, on the pool and inside a caller's transaction. A
+// changed INCREMENT on the sequence the writers are still pinned to keeps stopping them.
+func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	db, _, sqlDB := openWith(t, dsn)
+	if err := repo.AutoMigrate(ctx, db, &Shelf{}, &Book{}); err != nil {
+		t.Fatal(err)
+	}
+	// 60 shelves: more than one block, so every write needs a refill.
+	create := func(tx *gorm.DB, name string) []Shelf {
+		t.Helper()
+		shelves := make([]Shelf, 60)
+		for i := range shelves {
+			shelves[i] = Shelf{Name: name, Books: []Book{{Title: name}}}
+		}
+		if err := tx.Create(&shelves).Error; err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		return shelves
+	}
+	check := func(shelves []Shelf) {
+		t.Helper()
+		for _, s := range shelves {
+			if got := queryOne[string](t, sqlDB, `SELECT name FROM shelves WHERE id = $1`, s.ID); got != s.Name {
+				t.Fatalf("shelf %s has key %d, but that row is %q", s.Name, s.ID, got)
+			}
+			for _, b := range s.Books {
+				if got := queryOne[int64](t, sqlDB, `SELECT shelf_id FROM books WHERE id = $1`, b.ID); got != int64(s.ID) {
+					t.Fatalf("book %d of shelf %d has shelf_id %d", b.ID, s.ID, got)
+				}
+			}
+		}
+	}
+	check(create(db, "before"))
+
+	for _, inTx := range []bool{false, true} {
+		if err := db.Migrator().DropTable(&Book{}, &Shelf{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.AutoMigrate(&Shelf{}, &Book{}); err != nil { // GORM's own: INCREMENT 1
+			t.Fatal(err)
+		}
+		if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'shelves_id_seq'`); inc != 1 {
+			t.Fatalf("GORM's AutoMigrate made INCREMENT %d, the test expects 1", inc)
+		}
+		if inTx {
+			var shelves []Shelf
+			if err := db.Transaction(func(tx *gorm.DB) error { shelves = create(tx, "in-tx"); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			check(shelves)
+		} else {
+			check(create(db, "after"))
+		}
+		if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'shelves_id_seq'`); inc != 50 {
+			t.Errorf("after the write the sequence has INCREMENT %d, want 50", inc)
+		}
+	}
+
+	// The same sequence, its INCREMENT changed under the running writers: they stop.
+	mustExecSQL(t, sqlDB, `ALTER SEQUENCE shelves_id_seq INCREMENT BY 7`)
+	var err error
+	for i := 0; i < 60 && err == nil; i++ { // past the keys already held
+		err = db.Create(&Shelf{Name: "stopped"}).Error
+	}
+	if !errors.Is(err, idgen.ErrIncrementMismatch) {
+		t.Fatalf("after ALTER … INCREMENT 7 on the pinned sequence: %v, want ErrIncrementMismatch", err)
+	}
+	if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'shelves_id_seq'`); inc != 7 {
+		t.Errorf("the plugin changed the INCREMENT of a sequence it was pinned to: %d", inc)
+	}
+}
