@@ -202,17 +202,24 @@ func compare(w io.Writer, runs []*result, allow []*allowEntry, tail int) bool {
 				regressed[test] = true
 			}
 		}
-		var blocking, excused, never []string
+		var blocking, excused []string
+		// Tests that never started are grouped under their top-level test, one line each, not thousands:
+		// neverRan when the top-level test did not start either (the binary died before it), missing when it
+		// ran but did not reach them or named its subtests differently.
+		neverRan, missing := map[string]bool{}, map[string][]string{}
 		for test := range regressed {
-			if hasRegressedSubtest(test, regressed) {
-				continue // reported through its subtests
-			}
 			if _, ran := r.status[test]; !ran && allowed(allow, r.name, test) == nil {
-				if !strings.Contains(test, "/") {
-					never = append(never, test) // listed in one line below: a crash, not thousands of failures
+				top, _, _ := strings.Cut(test, "/")
+				if _, topRan := r.status[top]; topRan {
+					missing[top] = append(missing[top], test)
+				} else {
+					neverRan[top] = true
 				}
 				ok = false
 				continue
+			}
+			if hasRegressedSubtest(test, regressed) {
+				continue // reported through its subtests
 			}
 			if a := allowed(allow, r.name, test); a != nil {
 				a.used = true
@@ -224,13 +231,27 @@ func compare(w io.Writer, runs []*result, allow []*allowEntry, tail int) bool {
 		sort.Strings(blocking)
 		sort.Strings(excused)
 		fmt.Fprintf(w, "\n== %s: %d tests pass in %s and not in %s (%d of them allow-listed)\n",
-			r.name, len(blocking)+len(excused), base.name, r.name, len(excused))
+			r.name, len(blocking)+len(excused)+len(neverRan)+len(missing), base.name, r.name, len(excused))
 		for _, test := range blocking {
 			ok = false
 			fmt.Fprintf(w, "\n--- REGRESSION %s: %s (%s)\n", r.name, test, describe(r.status[test]))
 			printLines(w, r.output[test], tail)
 		}
-		if len(never) > 0 {
+		for _, top := range sortedKeys(missing) {
+			subs := missing[top]
+			sort.Strings(subs)
+			more := ""
+			if len(subs) > 5 {
+				subs, more = subs[:5], fmt.Sprintf(" and %d more", len(subs)-5)
+			}
+			fmt.Fprintf(w, "\n--- REGRESSION %s: %s (%s) ran without %d of its subtests: %s%s\n",
+				r.name, top, describe(r.status[top]), len(missing[top]), strings.Join(subs, ", "), more)
+		}
+		if len(neverRan) > 0 {
+			never := make([]string, 0, len(neverRan))
+			for test := range neverRan {
+				never = append(never, test)
+			}
 			sort.Strings(never)
 			fmt.Fprintf(w, "\n--- REGRESSION %s: %d top-level tests never ran (the test binary died or did not build): %s\n",
 				r.name, len(never), strings.Join(never, ", "))
@@ -239,7 +260,7 @@ func compare(w io.Writer, runs []*result, allow []*allowEntry, tail int) bool {
 			a := allowed(allow, r.name, test)
 			fmt.Fprintf(w, "--- allowed    %s: %s (%s): %s\n", r.name, test, describe(r.status[test]), a.reason)
 		}
-		if r.pkgState != "pass" && len(blocking)+len(never) > 0 {
+		if r.pkgState != "pass" && len(blocking)+len(neverRan)+len(missing) > 0 {
 			if died := diedOutput(r); len(died) > 0 {
 				fmt.Fprintf(w, "\n%s: the test binary's own output (a panic or an exit ends the run):\n", r.name)
 				printLines(w, died, tail)
@@ -311,6 +332,15 @@ func notPassed(r *result) []string {
 	}
 	sort.Strings(bad)
 	return bad
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func hasRegressedSubtest(test string, regressed map[string]bool) bool {
