@@ -21,6 +21,7 @@
 #   SEQREPO_DIR    the seqrepo module GORM's tests are built with (default: this repository)
 #   RESULTS_DIR    where the go test -json streams and report.txt go (default: a new temporary directory)
 #   GORM_TEST_RUN  a go test -run pattern, to run part of the suite
+#   GORM_TEST_SKIP a go test -skip pattern, to leave tests out
 #   KEEP_WORK=1    keep the patched copy of GORM (its path is printed) instead of removing it
 #
 # Needs Go, git and patch, the PostgreSQL server binaries (as the rest of seqrepo's tests), and the Go module
@@ -132,7 +133,8 @@ for mode in "${modes[@]}"; do
   (
     cd "$gorm/tests"
     GOWORK=off GOFLAGS="-mod=mod ${GOFLAGS:-}" GORM_DIALECT=postgres GORM_DSN="$dsn" \
-      go test -json -count=1 -timeout 30m ${tags:+-tags "$tags"} ${GORM_TEST_RUN:+-run "$GORM_TEST_RUN"} . \
+      go test -json -count=1 -timeout 30m ${tags:+-tags "$tags"} ${GORM_TEST_RUN:+-run "$GORM_TEST_RUN"} \
+      ${GORM_TEST_SKIP:+-skip "$GORM_TEST_SKIP"} . \
       > "$results/$mode.json" 2> "$results/$mode.stderr"
   ) || true
   echo "run.sh: $mode: done in $((SECONDS - start))s" >&2
@@ -145,7 +147,7 @@ done
 args=()
 for mode in "${modes[@]}"; do args+=("$mode=$results/$mode.json"); done
 rc=0
-(cd "$root" && go run ./scripts/gormsuite/report -allow "$here/allow.txt" "${args[@]}") > "$results/report.txt" || rc=$?
+(cd "$root" && go run ./scripts/gormsuite/report -allow "$here/allow.txt" -flaky "$here/flaky.txt" "${args[@]}") > "$results/report.txt" || rc=$?
 cat "$results/report.txt"
 echo "run.sh: results in $results" >&2
 exit "$rc"

@@ -14,6 +14,9 @@
 //
 //	keyed  TestCreateFromSubQuery  the DryRun INSERT names "id": GORM's expected SQL text does not
 //
+// -flaky names tests, in the same format, that fail now and then with and without seqrepo (timing tests
+// that need no database): they are reported when they fail and never fail the report.
+//
 // A test whose subtests regressed is reported through them: it is a regression of its own only when none of
 // its subtests is.
 package main
@@ -62,10 +65,12 @@ type allowEntry struct {
 	run, test, reason string
 	line              int
 	used              bool
+	flaky             bool // from the known-flaky list: fails with and without seqrepo
 }
 
 func main() {
 	allowFile := flag.String("allow", "", "allow-list file: `run test reason` per line")
+	flakyFile := flag.String("flaky", "", "known-flaky list, same format: reported, never a failure")
 	tail := flag.Int("tail", 60, "print at most this many of a regressed test's last output lines")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: report [-allow FILE] [-tail N] BASELINE=FILE.json RUN=FILE.json...\n")
@@ -97,6 +102,18 @@ func main() {
 			fmt.Fprintln(os.Stderr, "report:", err)
 			os.Exit(2)
 		}
+	}
+	var flaky []*allowEntry
+	if *flakyFile != "" {
+		var err error
+		if flaky, err = readAllow(*flakyFile); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(2)
+		}
+		for _, f := range flaky {
+			f.flaky = true
+		}
+		allow = append(allow, flaky...)
 	}
 	if !compare(os.Stdout, runs, allow, *tail) {
 		os.Exit(1)
@@ -258,7 +275,11 @@ func compare(w io.Writer, runs []*result, allow []*allowEntry, tail int) bool {
 		}
 		for _, test := range excused {
 			a := allowed(allow, r.name, test)
-			fmt.Fprintf(w, "--- allowed    %s: %s (%s): %s\n", r.name, test, describe(r.status[test]), a.reason)
+			kind := "allowed"
+			if a.flaky {
+				kind = "flaky  "
+			}
+			fmt.Fprintf(w, "--- %s    %s: %s (%s): %s\n", kind, r.name, test, describe(r.status[test]), a.reason)
 		}
 		if r.pkgState != "pass" && len(blocking)+len(neverRan)+len(missing) > 0 {
 			if died := diedOutput(r); len(died) > 0 {
@@ -278,7 +299,7 @@ func compare(w io.Writer, runs []*result, allow []*allowEntry, tail int) bool {
 		}
 	}
 	for _, a := range allow {
-		if !a.used {
+		if !a.used && !a.flaky {
 			fmt.Fprintf(w, "(allow-list line %d, %s %s, matched no regression: remove it once it stays unneeded)\n", a.line, a.run, a.test)
 		}
 	}
