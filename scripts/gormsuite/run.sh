@@ -43,6 +43,15 @@ for m in "$@"; do
 done
 [ $# -gt 0 ] || modes=(plain plugin keyed)
 
+if [ -z "${GORM_DIR:-}" ] && [ -z "${GORM_REPO:-}" ]; then
+  cat >&2 <<EOF
+run.sh: say where GORM's source is:
+  git clone --branch $version https://github.com/go-gorm/gorm /tmp/gorm && GORM_DIR=/tmp/gorm $0 $*
+or GORM_REPO=<a clone or mirror of go-gorm/gorm> to extract $version from it.
+EOF
+  exit 2
+fi
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/seqrepo-gormsuite-XXXXXX")"
 results="${RESULTS_DIR:-$work/results}"
 mkdir -p "$results"
@@ -68,15 +77,8 @@ gorm="$work/gorm"
 mkdir -p "$gorm"
 if [ -n "${GORM_DIR:-}" ]; then
   tar -C "$GORM_DIR" --exclude=.git -cf - . | tar -C "$gorm" -xf -
-elif [ -n "${GORM_REPO:-}" ]; then
-  git -C "$GORM_REPO" archive "$version" | tar -x -C "$gorm"
 else
-  cat >&2 <<EOF
-run.sh: say where GORM's source is:
-  git clone --branch $version https://github.com/go-gorm/gorm /tmp/gorm && GORM_DIR=/tmp/gorm $0 $*
-or GORM_REPO=<a clone or mirror of go-gorm/gorm> to extract $version from it.
-EOF
-  exit 2
+  git -C "$GORM_REPO" archive "$version" | tar -x -C "$gorm"
 fi
 if [ ! -f "$gorm/tests/tests_test.go" ] || [ ! -f "$gorm/utils/tests/models.go" ]; then
   echo "run.sh: $gorm has no tests/tests_test.go or utils/tests/models.go: is GORM_DIR a GORM checkout?" >&2
