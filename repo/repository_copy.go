@@ -15,8 +15,10 @@ import (
 //
 // Copy writes the rows' columns only: no GORM hooks run and associations are not
 // written. Like GORM's create it fills in zero fields that have a default: value and
-// zero autoCreateTime/autoUpdateTime fields. A column whose default the database
-// supplies is left to the database when it is zero in every row, else written as given.
+// zero autoCreateTime/autoUpdateTime fields, and a row whose field has a database
+// default (default:now(), say) and is zero gets that default, row by row. COPY cannot
+// ask for the default in a single row, so rows that leave different such columns to
+// the database take a COPY (or INSERT) each, in the same transaction.
 //
 // It is all or nothing: one COPY in a transaction of its own, or, in a transaction (a
 // Repository from WithTx), in a savepoint of it. In a transaction from InTx the COPY runs
@@ -27,7 +29,7 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	fields, err := r.prepare(ctx, rows, nil, 0)
+	lay, err := r.prepare(ctx, rows, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -36,7 +38,7 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 		return err
 	}
 	err = r.inTx(ctx, func(tx *gorm.DB, conn *sql.Conn) error {
-		return r.write(ctx, tx, conn, fields, rows)
+		return r.write(ctx, tx, conn, lay, rows)
 	})
 	if err != nil {
 		r.clearKeys(rows, assigned)
@@ -64,14 +66,14 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 			if len(batch) == 0 {
 				return nil
 			}
-			fields, err := r.prepare(ctx, batch, nil, int(n))
+			lay, err := r.prepare(ctx, batch, nil, int(n))
 			if err != nil {
 				return err
 			}
 			if _, err := r.assignKeys(ctx, tx, batch); err != nil {
 				return err
 			}
-			if err := r.write(ctx, tx, conn, fields, batch); err != nil {
+			if err := r.write(ctx, tx, conn, lay, batch); err != nil {
 				return err
 			}
 			n += int64(len(batch))
@@ -103,24 +105,43 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 	return n, nil
 }
 
-// write writes the fields of rows, prepared and with their keys, in tx: with COPY on
-// conn when there is one, else with unnest INSERTs of WithBatchSize rows.
-func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, fields []*schema.Field, rows []T) error {
-	if conn != nil {
-		return r.copyRows(ctx, conn, fields, rows)
+// write writes rows, prepared as lay says and with their keys, in tx: with one COPY
+// per group of rows on conn when there is one, else with unnest INSERTs of
+// WithBatchSize rows.
+func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, lay *layout, rows []T) error {
+	for _, g := range lay.groups {
+		var err error
+		if conn != nil {
+			err = r.copyRows(ctx, conn, g.fields, rows, g.idx)
+		} else {
+			err = r.insertBatches(ctx, tx, g.fields, rows, g.idx)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return r.insertBatches(ctx, tx, fields, rows)
+	return nil
 }
 
-// insertBatches writes rows with unnest INSERTs of WithBatchSize rows on tx.
-func (r *Repository[T]) insertBatches(ctx context.Context, tx *gorm.DB, fields []*schema.Field, rows []T) error {
+// insertBatches writes rows[idx] (all rows when idx is nil) with unnest INSERTs of
+// WithBatchSize rows on tx.
+func (r *Repository[T]) insertBatches(ctx context.Context, tx *gorm.DB, fields []*schema.Field, rows []T, idx []int) error {
 	types, err := r.columnTypes(ctx, tx.Statement.ConnPool)
 	if err != nil {
 		return err
 	}
-	for start := 0; start < len(rows); start += r.batch {
-		end := min(start+r.batch, len(rows))
-		if err := r.insertRows(ctx, tx.Statement.ConnPool, types, fields, rows[start:end]); err != nil {
+	if idx == nil {
+		for start := 0; start < len(rows); start += r.batch {
+			end := min(start+r.batch, len(rows))
+			if err := r.insertRows(ctx, tx.Statement.ConnPool, types, fields, rows[start:end], nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for start := 0; start < len(idx); start += r.batch {
+		end := min(start+r.batch, len(idx))
+		if err := r.insertRows(ctx, tx.Statement.ConnPool, types, fields, rows, idx[start:end]); err != nil {
 			return err
 		}
 	}

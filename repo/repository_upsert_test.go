@@ -27,8 +27,9 @@ func dbKeys(t *testing.T, db *gorm.DB) map[string]Widget {
 	return out
 }
 
-// upsertCases runs f against a repository using unnest and one using the temporary
-// table (inside InTx, where COPY is reachable).
+// upsertCases runs f against a repository using unnest, one using the temporary
+// table (inside InTx, where COPY is reachable), and one in a db.Transaction, which
+// hides its connection.
 func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(context.Context, []Widget, repo.OnConflict) (repo.UpsertResult, error))) {
 	t.Run("unnest", func(t *testing.T) {
 		db, _ := open(t)
@@ -41,6 +42,17 @@ func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(con
 		repo.UpsertViaTempTable(r)
 		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
 			err = repo.InTx(ctx, db, func(tx *gorm.DB) error {
+				res, err = r.WithTx(tx).Upsert(ctx, rows, on)
+				return err
+			})
+			return res, err
+		})
+	})
+	t.Run("db.Transaction", func(t *testing.T) {
+		db, _ := open(t)
+		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
+			err = db.Transaction(func(tx *gorm.DB) error {
 				res, err = r.WithTx(tx).Upsert(ctx, rows, on)
 				return err
 			})
