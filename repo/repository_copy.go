@@ -47,21 +47,26 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 	return nil
 }
 
-// CopySeq inserts the rows of seq like Copy, in batches of WithBatchSize rows, so that
-// memory stays bounded however many rows seq yields. Each batch gets its keys with one
-// allocation and is written with one COPY. After a batch is written, each (when not nil)
-// is called with it, keys set; the slice is reused for the next batch, so copy what you
-// keep. The rows are not committed until CopySeq returns nil.
+// CopySeq inserts the rows of seq like Copy, in segments, so that memory stays bounded
+// however many rows seq yields: the first segment has WithBatchSize rows, and each
+// next one twice as many, up to max(WithBatchSize, 32,768) rows, so a long sequence
+// takes few, large COPYs. CopySeq reserves keys only for the rows it has taken from seq:
+// each segment gets its keys with one allocation once its rows are in, and is written
+// with one COPY. After a segment is written, each (when not nil) is called with it, keys
+// set, in batches of at most WithBatchSize rows; the slice is reused, so copy what you
+// keep. The rows are not committed until CopySeq returns nil. In a db.Transaction,
+// where COPY cannot be reached, segments stay at WithBatchSize rows, one INSERT each.
 //
-// All batches are written in one transaction (or a savepoint of the caller's): when seq
-// yields an error, each returns one, or a write fails, CopySeq stops, nothing is written,
-// and it returns that error and 0. Otherwise it returns the number of rows written. A
-// row with invalid text is found before its batch gets keys; the *InvalidTextError's
-// Row counts rows from the start of seq.
+// All segments are written in one transaction (or a savepoint of the caller's): when
+// seq yields an error, each returns one, or a write fails, CopySeq stops, nothing is
+// written, and it returns that error and 0; the keys it reserved are gaps. Otherwise it
+// returns the number of rows written. A row with invalid text is found before its
+// segment gets keys; the *InvalidTextError's Row counts rows from the start of seq.
 func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], each func(batch []T) error) (int64, error) {
 	var n int64
 	err := r.inTx(ctx, func(tx *gorm.DB, conn *sql.Conn) error {
-		batch := make([]T, 0, r.batch)
+		size := r.batch
+		batch := make([]T, 0, size)
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
@@ -78,12 +83,18 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 			}
 			n += int64(len(batch))
 			if each != nil {
-				if err := each(batch); err != nil {
-					return err
+				for start := 0; start < len(batch); start += r.batch {
+					if err := each(batch[start:min(start+r.batch, len(batch))]); err != nil {
+						return err
+					}
 				}
 			}
 			clear(batch)
 			batch = batch[:0]
+			if conn != nil && size < max(r.batch, maxCopySegment) {
+				size = min(2*size, max(r.batch, maxCopySegment))
+				batch = make([]T, 0, size)
+			}
 			return nil
 		}
 		for row, err := range seq {
@@ -91,7 +102,7 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 				return err
 			}
 			batch = append(batch, row)
-			if len(batch) == r.batch {
+			if len(batch) == size {
 				if err := flush(); err != nil {
 					return err
 				}
@@ -104,6 +115,11 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 	}
 	return n, nil
 }
+
+// maxCopySegment is the number of rows CopySeq's segments grow to (unless WithBatchSize
+// is larger): large enough that a COPY's round trips and allocation cost little per
+// row, small enough to keep memory bounded (tens of MB for rows of a few hundred bytes).
+const maxCopySegment = 1 << 15
 
 // write writes rows, prepared as lay says and with their keys, in tx: with one COPY
 // per group of rows on conn when there is one, else with unnest INSERTs of

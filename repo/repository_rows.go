@@ -35,38 +35,52 @@ import (
 // *InvalidTextError, whose Row counts from first, before anything is sent.
 func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema.Field]bool, first int) (*layout, error) {
 	now := r.db.NowFunc()
+	// The columns prepare looks at in each row: those with a default of any kind.
 	// dflt[ci] is the bit of columns[ci] in a row's mask when the database supplies its
 	// default, else -1; a row's mask has the bits of the columns it leaves out.
+	type defaulted struct {
+		a   accessor
+		bit int
+	}
+	var cols []defaulted
 	dflt := make([]int, len(r.m.columns))
 	bits := 0
 	for ci, f := range r.m.columns {
 		dflt[ci] = -1
-		if f != r.m.create.PrioritizedPrimaryField && f.HasDefaultValue && f.DefaultValueInterface == nil && !force[f] {
-			dflt[ci] = bits
-			bits++
+		if f == r.m.create.PrioritizedPrimaryField {
+			continue
 		}
+		bit := -1
+		switch {
+		case f.DefaultValueInterface != nil || f.AutoCreateTime > 0 || f.AutoUpdateTime > 0:
+		case f.HasDefaultValue && !force[f]:
+			bit, dflt[ci] = bits, bits
+			bits++
+		default:
+			continue
+		}
+		cols = append(cols, defaulted{a: r.table.acc.get(f), bit: bit})
 	}
 	width := (bits + 7) / 8
 	masks := make([]byte, len(rows)*width)
 	for i := range rows {
 		rv := reflect.ValueOf(&rows[i]).Elem()
-		for ci, f := range r.m.columns {
-			if f == r.m.create.PrioritizedPrimaryField {
+		if err := r.m.checkText(rv, first+i); err != nil {
+			return nil, err
+		}
+		for k := range cols {
+			c := &cols[k]
+			if !c.a.isZero(ctx, rv) {
 				continue
 			}
-			v, zero := f.ValueOf(ctx, rv)
+			f := c.a.f
 			switch {
-			case !zero:
-				if err := r.m.checkValue(ci, v, first+i); err != nil {
-					return nil, err
-				}
 			case f.DefaultValueInterface != nil:
 				_ = f.Set(ctx, rv, f.DefaultValueInterface)
 			case f.AutoCreateTime > 0 || f.AutoUpdateTime > 0:
 				_ = f.Set(ctx, rv, now)
-			case dflt[ci] >= 0:
-				b := dflt[ci]
-				masks[i*width+b/8] |= 1 << (b % 8)
+			case c.bit >= 0:
+				masks[i*width+c.bit/8] |= 1 << (c.bit % 8)
 			}
 		}
 	}
@@ -182,13 +196,22 @@ func names(fields []*schema.Field) []string {
 // rowSource feeds rows[idx] (all rows when idx is nil) to pgx's CopyFrom, one []any of
 // field values per row, reused; with ord, each row ends with its index in rows plus 1.
 type rowSource[T any] struct {
-	ctx    context.Context
-	rows   []T
-	idx    []int
-	fields []*schema.Field
-	ord    bool
-	k      int
-	vals   []any
+	ctx  context.Context
+	rows []T
+	idx  []int
+	acc  []accessor
+	ord  bool
+	k    int
+	vals []any
+}
+
+// newRowSource returns a rowSource of fields for rows[idx].
+func (r *Repository[T]) newRowSource(ctx context.Context, fields []*schema.Field, rows []T, idx []int, ord bool) *rowSource[T] {
+	n := len(fields)
+	if ord {
+		n++
+	}
+	return &rowSource[T]{ctx: ctx, rows: rows, idx: idx, acc: r.m.accessors(&r.table.acc, fields), ord: ord, vals: make([]any, n)}
 }
 
 func (s *rowSource[T]) len() int {
@@ -206,11 +229,11 @@ func (s *rowSource[T]) Values() ([]any, error) {
 		i = s.idx[i]
 	}
 	rv := reflect.ValueOf(&s.rows[i]).Elem()
-	for j, f := range s.fields {
-		s.vals[j], _ = f.ValueOf(s.ctx, rv)
+	for j := range s.acc {
+		s.vals[j] = s.acc[j].value(s.ctx, rv)
 	}
 	if s.ord {
-		s.vals[len(s.fields)] = int64(i + 1)
+		s.vals[len(s.acc)] = int64(i + 1)
 	}
 	return s.vals, nil
 }
@@ -222,7 +245,7 @@ var _ pgx.CopyFromSource = (*rowSource[struct{}])(nil)
 // copyRows writes rows[idx] (all rows when idx is nil) with COPY on conn, which must be in a transaction the caller
 // controls.
 func (r *Repository[T]) copyRows(ctx context.Context, conn *sql.Conn, fields []*schema.Field, rows []T, idx []int) error {
-	src := &rowSource[T]{ctx: ctx, rows: rows, idx: idx, fields: fields, vals: make([]any, len(fields))}
+	src := r.newRowSource(ctx, fields, rows, idx, false)
 	return r.copyFrom(ctx, conn, r.m.tableIdent(), names(fields), src)
 }
 
@@ -469,6 +492,7 @@ func (r *Repository[T]) trace(ctx context.Context, begin time.Time, fc func() (s
 type tableInfo struct {
 	mu    sync.Mutex        // protects types; never held across the catalog query
 	types map[string]column // column name → what the catalog says of it
+	acc   accessorCache     // how to read each column from a row
 }
 
 // column is what the catalog says of one column of the model's table.

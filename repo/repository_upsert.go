@@ -525,7 +525,7 @@ func (r *Repository[T]) upsertStaged(ctx context.Context, tx *gorm.DB, conn *sql
 		fields := lay.groups[g].fields
 		if conn != nil {
 			cols := append(names(fields), ord)
-			src := &rowSource[T]{ctx: ctx, rows: rows, idx: part, fields: fields, ord: true, vals: make([]any, len(cols))}
+			src := r.newRowSource(ctx, fields, rows, part, true)
 			if err := r.copyFrom(ctx, conn, pgx.Identifier{"pg_temp", upsertTempTable}, cols, src); err != nil {
 				return nil, err
 			}
