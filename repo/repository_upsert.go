@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
 )
@@ -64,18 +65,25 @@ func (r UpsertResult) InsertedCount() int {
 // command cannot affect row a second time". Duplicates are found by PostgreSQL's
 // equality, the one the unique index uses.
 //
-// Each batch of WithBatchSize rows takes one key allocation and two statements:
-// INSERT … SELECT DISTINCT ON (key) … FROM unnest($1::bigint[], …) ON CONFLICT …
-// RETURNING, then a SELECT of the keys of the rows not inserted — in READ COMMITTED a
-// row that a concurrent transaction committed while the INSERT waited for it is not
-// visible to the INSERT's snapshot, but it is to the next statement's. Rows are written
-// in the order of their unique keys (more than one batch takes one more statement to
-// sort them), so concurrent Upserts of overlapping rows wait for each other instead of
-// deadlocking. Like Copy, Upsert writes columns only: no hooks, no associations; and
-// like Copy it gives a row that leaves a field with a database default zero that
-// default, row by row: when rows differ in which such fields they leave zero, each
-// batch goes through a temporary table (created LIKE the model's table, ON COMMIT DROP)
-// that gives each row its defaults, and one INSERT … SELECT from it.
+// Where the transaction's connection can be reached (Upsert's own transaction, or
+// one from InTx) Upsert takes one key allocation for all rows and, through a temporary
+// table created LIKE the model's table (its defaults included) ON COMMIT DROP: one
+// statement that creates it, one binary COPY of the rows into it (one per group of
+// rows that leave different database-default columns zero), one INSERT … SELECT
+// DISTINCT ON (key) … ORDER BY key … ON CONFLICT … RETURNING, then one SELECT of the
+// keys of the rows not inserted — in READ COMMITTED a row that a concurrent
+// transaction committed while the INSERT waited for it is not visible to the INSERT's
+// snapshot, but it is to the next statement's. In a db.Transaction, which hides its
+// connection, and in pgx's simple_protocol exec mode (GORM's PreferSimpleProtocol,
+// PgBouncer setups), it takes, for each batch of WithBatchSize rows, one key
+// allocation, INSERT … SELECT DISTINCT ON (key) … FROM unnest($1::bigint[], …) ON
+// CONFLICT … RETURNING and the SELECT (more than one batch takes one more statement
+// to sort the rows first); a batch whose rows leave different database-default
+// columns zero goes through the temporary table, filled with unnest INSERTs. Either
+// way rows are written in the order of their unique keys, so concurrent Upserts of
+// overlapping rows wait for each other instead of deadlocking. Like Copy, Upsert
+// writes columns only: no hooks, no associations; and like Copy it gives a row that
+// leaves a field with a database default zero that default, row by row.
 //
 // It is all or nothing: in a transaction of its own, or in a savepoint of the caller's
 // (a Repository from WithTx, with a transaction from InTx or db.Transaction alike); on
@@ -104,13 +112,21 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 		if err != nil {
 			return err
 		}
+		if r.upsertVia != viaUnnest && copyable(conn, r.upsertVia == viaTempTable) {
+			// One INSERT for all rows, which sorts them itself.
+			all := make([]int, len(rows))
+			for i := range all {
+				all[i] = i
+			}
+			return r.upsertBatch(ctx, tx, conn, types, plan, lay, rows, all, inserted)
+		}
 		order, err := r.upsertOrder(ctx, pool, types, plan, rows)
 		if err != nil {
 			return err
 		}
 		for start := 0; start < len(order); start += r.batch {
 			batch := order[start:min(start+r.batch, len(order))]
-			if err := r.upsertBatch(ctx, tx, conn, types, plan, lay, rows, batch, inserted); err != nil {
+			if err := r.upsertBatch(ctx, tx, nil, types, plan, lay, rows, batch, inserted); err != nil {
 				return err
 			}
 		}
@@ -265,7 +281,8 @@ func (r *Repository[T]) upsertPlan(on OnConflict) (*upsertPlan, error) {
 // of, the row that the INSERT conflicted with.
 const maxUpsertRounds = 5
 
-// upsertBatch upserts rows[idx] in tx, in the order of idx, and marks the inserted.
+// upsertBatch upserts rows[idx] in tx and marks the inserted: through the temporary
+// table filled with COPY when conn is not nil, else with unnest (see Upsert).
 func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, lay *layout, rows []T, idx []int, inserted []bool) error {
 	pool := tx.Statement.ConnPool
 	pending := idx // indexes into rows still without their final key
@@ -291,11 +308,10 @@ func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.
 		}
 		var got []int64
 		switch {
-		case conn != nil && r.upsertVia == viaTempTable:
-			got, err = r.upsertStaged(ctx, tx, conn, types, plan, lay, ranges, rows, pending)
-		case len(lay.groups) > 1:
-			// Rows leave different columns to their database defaults: one INSERT
-			// cannot say DEFAULT in some rows only; a temporary table can.
+		case conn != nil || len(lay.groups) > 1:
+			// With unnest: rows leave different columns to their database defaults,
+			// and one INSERT cannot say DEFAULT in some rows only; a temporary table
+			// filled group by group can.
 			got, err = r.upsertStaged(ctx, tx, conn, types, plan, lay, ranges, rows, pending)
 		default:
 			got, err = r.upsertInsert(ctx, pool, types, plan, lay.fields, rows, pending)
@@ -465,18 +481,35 @@ func (kr *keyRange) add(k int64) {
 	kr.n++
 }
 
-// upsertMethod is how Upsert's INSERT reads its input rows.
+// upsertMethod is how Upsert reads its input rows.
 type upsertMethod int
 
 const (
-	// viaUnnest (the default) passes the rows as one array parameter per column and
-	// reads them with unnest: one statement, one round trip.
-	viaUnnest upsertMethod = iota
-	// viaTempTable is the classic pivot: COPY the rows into a temporary table (see
-	// upsertStaged), then INSERT … SELECT from it. Kept for the benchmark that chose
-	// viaUnnest (see BenchmarkUpsert).
+	// viaAuto (the default): the temporary table filled with COPY where the connection
+	// can be reached and pgx does not use the simple protocol, else unnest.
+	viaAuto upsertMethod = iota
+	// viaUnnest passes the rows as one array parameter per column and reads them with
+	// unnest, in batches. Only tests and benchmarks choose it.
+	viaUnnest
+	// viaTempTable is viaAuto in the simple protocol too. Only tests choose it.
 	viaTempTable
 )
+
+// copyable reports whether COPY can run on conn: it is a pgx stdlib connection and,
+// unless simpleToo, not in pgx's simple_protocol exec mode.
+func copyable(conn *sql.Conn, simpleToo bool) bool {
+	if conn == nil {
+		return false
+	}
+	ok := false
+	_ = conn.Raw(func(dc any) error {
+		if sc, isPgx := dc.(*stdlib.Conn); isPgx {
+			ok = simpleToo || sc.Conn().Config().DefaultQueryExecMode != pgx.QueryExecModeSimpleProtocol
+		}
+		return nil
+	})
+	return ok
+}
 
 // upsertTempTable is the temporary table of upsertStaged. A temporary table belongs to
 // one session, and each use drops the one before, so the name needs no uniqueness.

@@ -27,11 +27,18 @@ func dbKeys(t *testing.T, db *gorm.DB) map[string]Widget {
 	return out
 }
 
-// upsertCases runs f against a repository using unnest, one using the temporary
-// table (inside InTx, where COPY is reachable), and one in a db.Transaction, which
-// hides its connection.
+// upsertCases runs f against a repository forced to use unnest, one as it comes (the
+// temporary table filled with COPY, in Upsert's own transaction), one using the
+// temporary table inside InTx, and one in a db.Transaction, which hides its connection
+// (unnest).
 func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(context.Context, []Widget, repo.OnConflict) (repo.UpsertResult, error))) {
 	t.Run("unnest", func(t *testing.T) {
+		db, _ := open(t)
+		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		repo.UpsertViaUnnest(r)
+		f(t, db, r.Upsert)
+	})
+	t.Run("default", func(t *testing.T) {
 		db, _ := open(t)
 		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
 		f(t, db, r.Upsert)
