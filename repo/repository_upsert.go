@@ -364,15 +364,16 @@ func (r *Repository[T]) upsertInsert(ctx context.Context, pool gorm.ConnPool, ty
 
 // upsertSQL builds
 //
-//	INSERT INTO t (cols) SELECT cols FROM (SELECT DISTINCT ON (conflict…) … FROM src ORDER BY conflict…, ord) s
+//	INSERT INTO table AS t (cols) SELECT cols FROM (SELECT DISTINCT ON (conflict…) … FROM src ORDER BY conflict…, ord) s
 //	ON CONFLICT (conflict…) DO NOTHING | DO UPDATE SET c = EXCLUDED.c, … RETURNING key
 //
-// col maps a field to its expression in src and ord is the input order. keep, when not
-// nil, gives for an updated column the condition on EXCLUDED under which the stored
-// value stays (empty: none). DISTINCT ON
+// col maps a field to its expression in src and ord is the input order. DISTINCT ON
 // keeps one row per unique key, by the database's equality: the first in input order
 // for DO NOTHING, the last for DO UPDATE. A row with a NULL in its unique key conflicts
 // with nothing (unique indexes treat NULLs as distinct), so such rows are kept apart.
+// keep, when not nil, gives for an updated column a condition on EXCLUDED under which
+// the row keeps its stored value (c = CASE WHEN cond THEN t.c ELSE EXCLUDED.c END), or
+// "" for none.
 func (r *Repository[T]) upsertSQL(plan *upsertPlan, fields []*schema.Field, src string, col func(*schema.Field) string, ord string, keep func(*schema.Field) string) string {
 	var distinct, nulls []string
 	for _, f := range plan.conflict {

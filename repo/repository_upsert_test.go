@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -244,4 +245,73 @@ func TestRepositoryUpsertLarge(t *testing.T) {
 	}
 	keysOf(t, r, rows)
 	checkWidgetsInDB(t, db, rows)
+}
+
+func TestRepositoryUpsertStatements(t *testing.T) {
+	// Where COPY can be reached, all rows go through the temporary table: one COPY and
+	// one INSERT however many batches they make; in a db.Transaction, unnest batches.
+	ctx := context.Background()
+	rec := &recorder{}
+	db, _ := open(t, logTo(rec))
+	r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+	if err := r.Copy(ctx, widgets("s", 5)); err != nil {
+		t.Fatal(err)
+	}
+	rows := widgets("s", 12) // 5 already there
+	rec.take("")
+	res, err := r.Upsert(ctx, rows, repo.OnConflict{Columns: []string{"code"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copies []string
+	inserts := 0
+	if res.InsertedCount() != 7 {
+		t.Errorf("%d inserted, want 7", res.InsertedCount())
+	}
+	keysOf(t, r, rows)
+	checkWidgetsInDB(t, db, rows)
+
+	rec.take("")
+	more := widgets("s", 16) // 12 already there
+	if _, err := r.Upsert(ctx, more, repo.OnConflict{Columns: []string{"code"}}); err != nil {
+		t.Fatal(err)
+	}
+	all := rec.take("")
+	copies = nil
+	for _, s := range all {
+		switch {
+		case strings.HasPrefix(s, "COPY"):
+			copies = append(copies, s)
+		case strings.HasPrefix(s, `INSERT INTO "widgets"`):
+			inserts++
+		}
+	}
+	if len(copies) != 1 || !strings.Contains(copies[0], `"pg_temp"."seqrepo_upsert"`) || inserts != 1 {
+		t.Errorf("%d COPYs, %d INSERTs into widgets; want 1 into the temporary table, 1: %q", len(copies), inserts, all)
+	}
+	checkWidgetsInDB(t, db, more)
+
+	rec.take("")
+	err = db.Transaction(func(tx *gorm.DB) error {
+		_, err := r.WithTx(tx).Upsert(ctx, widgets("s", 20), repo.OnConflict{Columns: []string{"code"}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inserts = 0
+	for _, s := range rec.take("") {
+		if strings.HasPrefix(s, "COPY") {
+			t.Errorf("COPY in a db.Transaction: %q", s)
+		}
+		if strings.HasPrefix(s, `INSERT INTO "widgets"`) {
+			inserts++
+			if !strings.Contains(s, "unnest(") {
+				t.Errorf("INSERT without unnest in a db.Transaction: %.200q", s)
+			}
+		}
+	}
+	if inserts != 5 {
+		t.Errorf("%d INSERTs in a db.Transaction, want 5 batches of 4", inserts)
+	}
 }
