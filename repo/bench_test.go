@@ -113,8 +113,8 @@ func BenchmarkUpsert(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				db, _ := open(b)
 				r := newRepo[BenchRow](b, db)
-				if method == "temp-table" {
-					repo.UpsertViaTempTable(r)
+				if method == "unnest" {
+					repo.UpsertViaUnnest(r)
 				}
 				// Iteration i writes the second half of i-1's codes again and half new ones.
 				prev := benchCodes(-1, benchRows, setRow)

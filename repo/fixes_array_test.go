@@ -73,6 +73,8 @@ func TestRepositoryArrayColumns(t *testing.T) {
 		rv := newRepo[Doc](t, db, repo.WithBatchSize(2))
 		if via == "temp table" {
 			repo.UpsertViaTempTable(rv)
+		} else {
+			repo.UpsertViaUnnest(rv)
 		}
 		p := strings.ReplaceAll(via, " ", "-") + "-"
 		err := repo.InTx(ctx, db, func(tx *gorm.DB) error {

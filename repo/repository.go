@@ -61,7 +61,9 @@ type options struct {
 
 // WithBatchSize sets the number of rows per statement or COPY for CreateAll, CopySeq
 // and Upsert (default DefaultBatchSize). n must be at least 1. CreateAll may use fewer
-// rows per statement, to stay within PostgreSQL's bind-parameter limit.
+// rows per statement, to stay within PostgreSQL's bind-parameter limit; CopySeq starts
+// its segments at n rows and lets them grow (see CopySeq); Upsert batches only where it
+// cannot use COPY (see Upsert).
 func WithBatchSize(n int) Option {
 	return func(o *options) error {
 		if n < 1 {

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -24,49 +25,163 @@ import (
 
 // prepare checks the text of every row and fills in what GORM's create would before
 // the INSERT — a zero field with a default: value gets it, a zero autoCreateTime or
-// autoUpdateTime field gets the time — in the caller's rows. It returns the columns to
-// write: every creatable column, except a column whose default the database supplies
-// (default:now(), say) when it is zero in every row. COPY cannot ask for the default of
-// a single row, so such a column that is set in some rows is written as given in all of
-// them. Columns in force are always written.
+// autoUpdateTime field gets the time — in the caller's rows. It returns how to write
+// them: a column whose default the database supplies (default:now(), say) is left out
+// of a row that has it zero, so that the row gets the default, as GORM writes DEFAULT
+// for it; rows that leave out the same columns are written together (see layout).
+// Columns in force are written in every row.
 //
 // The text check is the model's checkValue on the values prepare reads anyway: an
 // *InvalidTextError, whose Row counts from first, before anything is sent.
-func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema.Field]bool, first int) ([]*schema.Field, error) {
+func (r *Repository[T]) prepare(ctx context.Context, rows []T, force map[*schema.Field]bool, first int) (*layout, error) {
 	now := r.db.NowFunc()
-	set := make([]bool, len(r.m.columns))
+	// The columns prepare looks at in each row: those with a default of any kind.
+	// dflt[ci] is the bit of columns[ci] in a row's mask when the database supplies its
+	// default, else -1; a row's mask has the bits of the columns it leaves out.
+	type defaulted struct {
+		a   accessor
+		bit int
+	}
+	var cols []defaulted
+	dflt := make([]int, len(r.m.columns))
+	bits := 0
+	for ci, f := range r.m.columns {
+		dflt[ci] = -1
+		if f == r.m.create.PrioritizedPrimaryField {
+			continue
+		}
+		bit := -1
+		switch {
+		case f.DefaultValueInterface != nil || f.AutoCreateTime > 0 || f.AutoUpdateTime > 0:
+		case f.HasDefaultValue && !force[f]:
+			bit, dflt[ci] = bits, bits
+			bits++
+		default:
+			continue
+		}
+		cols = append(cols, defaulted{a: r.table.acc.get(f), bit: bit})
+	}
+	width := (bits + 7) / 8
+	masks := make([]byte, len(rows)*width)
 	for i := range rows {
 		rv := reflect.ValueOf(&rows[i]).Elem()
-		for ci, f := range r.m.columns {
-			if f == r.m.create.PrioritizedPrimaryField {
+		if err := r.m.checkText(rv, first+i); err != nil {
+			return nil, err
+		}
+		for k := range cols {
+			c := &cols[k]
+			if !c.a.isZero(ctx, rv) {
 				continue
 			}
-			v, zero := f.ValueOf(ctx, rv)
-			if !zero {
-				if err := r.m.checkValue(ci, v, first+i); err != nil {
-					return nil, err
-				}
-			} else {
-				switch {
-				case f.DefaultValueInterface != nil:
-					_ = f.Set(ctx, rv, f.DefaultValueInterface)
-				case f.AutoCreateTime > 0 || f.AutoUpdateTime > 0:
-					_ = f.Set(ctx, rv, now)
-				default:
-					continue
-				}
+			f := c.a.f
+			switch {
+			case f.DefaultValueInterface != nil:
+				_ = f.Set(ctx, rv, f.DefaultValueInterface)
+			case f.AutoCreateTime > 0 || f.AutoUpdateTime > 0:
+				_ = f.Set(ctx, rv, now)
+			case c.bit >= 0:
+				masks[i*width+c.bit/8] |= 1 << (c.bit % 8)
 			}
-			set[ci] = true
 		}
 	}
-	fields := make([]*schema.Field, 0, len(r.m.columns))
-	for ci, f := range r.m.columns {
-		dbDefault := f.HasDefaultValue && f.DefaultValueInterface == nil
-		if !dbDefault || set[ci] || force[f] {
-			fields = append(fields, f)
+	return r.m.newLayout(dflt, masks, width, len(rows)), nil
+}
+
+// layout says which columns each row of a batch write is written with.
+type layout struct {
+	// groups are the rows that write the same columns, in the order of their first row.
+	groups []rowGroup
+	// fields are the columns any row writes, in column order.
+	fields []*schema.Field
+	// group[i] is the group of row i; nil when there is one group.
+	group []int32
+}
+
+// rowGroup is rows written with one column list.
+type rowGroup struct {
+	fields []*schema.Field
+	// idx are the indexes of the group's rows, ascending; nil for every row.
+	idx []int
+}
+
+// groupOf returns the group of row i.
+func (l *layout) groupOf(i int) int {
+	if l.group == nil {
+		return 0
+	}
+	return int(l.group[i])
+}
+
+// byGroup returns idx ordered by group (in the order of l.groups), in the order of idx
+// within a group; idx itself when there is one group.
+func (l *layout) byGroup(idx []int) []int {
+	if l.group == nil {
+		return idx
+	}
+	start := make([]int, len(l.groups)+1) // start[g+1]: rows of groups before g+1
+	for _, i := range idx {
+		start[l.group[i]+1]++
+	}
+	for g := range l.groups {
+		start[g+1] += start[g]
+	}
+	out := make([]int, len(idx))
+	for _, i := range idx {
+		g := l.group[i]
+		out[start[g]] = i
+		start[g]++
+	}
+	return out
+}
+
+// newLayout groups n rows by their masks of width bytes each (see prepare): rows with
+// the same mask leave out the same columns.
+func (m *model) newLayout(dflt []int, masks []byte, width, n int) *layout {
+	fieldsOf := func(mask []byte) []*schema.Field {
+		fields := make([]*schema.Field, 0, len(m.columns))
+		for ci, f := range m.columns {
+			if b := dflt[ci]; b < 0 || mask[b/8]&(1<<(b%8)) == 0 {
+				fields = append(fields, f)
+			}
+		}
+		return fields
+	}
+	maskOf := func(i int) []byte { return masks[i*width : (i+1)*width] }
+	one := true
+	for i := 1; i < n && one; i++ {
+		one = bytes.Equal(maskOf(i), maskOf(0))
+	}
+	if n == 0 || one {
+		var first []byte
+		if n > 0 {
+			first = maskOf(0)
+		} else {
+			first = make([]byte, width)
+		}
+		fields := fieldsOf(first)
+		return &layout{groups: []rowGroup{{fields: fields}}, fields: fields}
+	}
+	l := &layout{group: make([]int32, n)}
+	byMask := map[string]int32{}
+	for i := 0; i < n; i++ {
+		g, ok := byMask[string(maskOf(i))]
+		if !ok {
+			g = int32(len(l.groups))
+			byMask[string(maskOf(i))] = g
+			l.groups = append(l.groups, rowGroup{fields: fieldsOf(maskOf(i))})
+		}
+		l.group[i] = g
+		l.groups[g].idx = append(l.groups[g].idx, i)
+	}
+	for _, f := range m.columns {
+		for _, g := range l.groups {
+			if indexOf(g.fields, f) >= 0 {
+				l.fields = append(l.fields, f)
+				break
+			}
 		}
 	}
-	return fields, nil
+	return l
 }
 
 // names returns the column names of fields.
@@ -79,15 +194,24 @@ func names(fields []*schema.Field) []string {
 }
 
 // rowSource feeds rows[idx] (all rows when idx is nil) to pgx's CopyFrom, one []any of
-// field values per row, reused; with ord, each row ends with its 1-based position.
+// field values per row, reused; with ord, each row ends with its index in rows plus 1.
 type rowSource[T any] struct {
-	ctx    context.Context
-	rows   []T
-	idx    []int
-	fields []*schema.Field
-	ord    bool
-	k      int
-	vals   []any
+	ctx  context.Context
+	rows []T
+	idx  []int
+	acc  []accessor
+	ord  bool
+	k    int
+	vals []any
+}
+
+// newRowSource returns a rowSource of fields for rows[idx].
+func (r *Repository[T]) newRowSource(ctx context.Context, fields []*schema.Field, rows []T, idx []int, ord bool) *rowSource[T] {
+	n := len(fields)
+	if ord {
+		n++
+	}
+	return &rowSource[T]{ctx: ctx, rows: rows, idx: idx, acc: r.m.accessors(&r.table.acc, fields), ord: ord, vals: make([]any, n)}
 }
 
 func (s *rowSource[T]) len() int {
@@ -105,11 +229,11 @@ func (s *rowSource[T]) Values() ([]any, error) {
 		i = s.idx[i]
 	}
 	rv := reflect.ValueOf(&s.rows[i]).Elem()
-	for j, f := range s.fields {
-		s.vals[j], _ = f.ValueOf(s.ctx, rv)
+	for j := range s.acc {
+		s.vals[j] = s.acc[j].value(s.ctx, rv)
 	}
 	if s.ord {
-		s.vals[len(s.fields)] = int64(s.k)
+		s.vals[len(s.acc)] = int64(i + 1)
 	}
 	return s.vals, nil
 }
@@ -118,10 +242,10 @@ func (s *rowSource[T]) Err() error { return nil }
 
 var _ pgx.CopyFromSource = (*rowSource[struct{}])(nil)
 
-// copyRows writes rows with COPY on conn, which must be in a transaction the caller
+// copyRows writes rows[idx] (all rows when idx is nil) with COPY on conn, which must be in a transaction the caller
 // controls.
-func (r *Repository[T]) copyRows(ctx context.Context, conn *sql.Conn, fields []*schema.Field, rows []T) error {
-	src := &rowSource[T]{ctx: ctx, rows: rows, fields: fields, vals: make([]any, len(fields))}
+func (r *Repository[T]) copyRows(ctx context.Context, conn *sql.Conn, fields []*schema.Field, rows []T, idx []int) error {
+	src := r.newRowSource(ctx, fields, rows, idx, false)
 	return r.copyFrom(ctx, conn, r.m.tableIdent(), names(fields), src)
 }
 
@@ -152,13 +276,13 @@ func (r *Repository[T]) copyFrom(ctx context.Context, conn *sql.Conn, table pgx.
 
 // insertRows writes rows[idx] (all rows when idx is nil) with one INSERT … SELECT FROM
 // unnest(…) on pool, the statement's connection.
-func (r *Repository[T]) insertRows(ctx context.Context, pool gorm.ConnPool, types map[string]column, fields []*schema.Field, rows []T) error {
+func (r *Repository[T]) insertRows(ctx context.Context, pool gorm.ConnPool, types map[string]column, fields []*schema.Field, rows []T, idx []int) error {
 	src, cols, err := unnestSelect(types, fields, "")
 	if err != nil {
 		return err
 	}
 	query := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r.m.tableIdent().Sanitize(), quoteNames(fields), strings.Join(cols, ", "), src)
-	args, err := columnArrays(ctx, types, rows, nil, fields)
+	args, err := columnArrays(ctx, types, rows, idx, fields)
 	if err != nil {
 		return err
 	}
@@ -368,6 +492,7 @@ func (r *Repository[T]) trace(ctx context.Context, begin time.Time, fc func() (s
 type tableInfo struct {
 	mu    sync.Mutex        // protects types; never held across the catalog query
 	types map[string]column // column name → what the catalog says of it
+	acc   accessorCache     // how to read each column from a row
 }
 
 // column is what the catalog says of one column of the model's table.

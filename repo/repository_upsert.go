@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
 )
@@ -21,14 +24,15 @@ type OnConflict struct {
 	Columns []string
 	// Update lists the columns a conflicting row takes from the input row (ON CONFLICT
 	// DO UPDATE SET col = EXCLUDED.col). With neither Update nor UpdateAll the
-	// conflicting row is left as it is (DO NOTHING). A column named here that the INSERT
-	// leaves to its database default (see Copy) takes that default, as EXCLUDED does:
-	// an updated_at with DEFAULT now(), say, is refreshed.
+	// conflicting row is left as it is (DO NOTHING). A column named here that an input
+	// row leaves to its database default (a zero field with default:now(), say; see
+	// Copy) takes that default, as EXCLUDED does: an updated_at with DEFAULT now() is
+	// refreshed.
 	Update []string
 	// UpdateAll updates every column the call writes except the key, Columns and
-	// autoCreateTime columns. A column whose default the database supplies and that is
-	// zero in every input row is not written, so not updated either: the stored value
-	// stays, as with GORM's own UpdateAll.
+	// autoCreateTime columns. A column whose default the database supplies is updated
+	// from the input rows that set it; a conflicting row whose input row leaves it zero
+	// keeps its stored value, as GORM's own UpdateAll never writes such a column.
 	UpdateAll bool
 }
 
@@ -61,14 +65,25 @@ func (r UpsertResult) InsertedCount() int {
 // command cannot affect row a second time". Duplicates are found by PostgreSQL's
 // equality, the one the unique index uses.
 //
-// Each batch of WithBatchSize rows takes one key allocation and two statements:
-// INSERT … SELECT DISTINCT ON (key) … FROM unnest($1::bigint[], …) ON CONFLICT …
-// RETURNING, then a SELECT of the keys of the rows not inserted — in READ COMMITTED a
-// row that a concurrent transaction committed while the INSERT waited for it is not
-// visible to the INSERT's snapshot, but it is to the next statement's. Rows are written
-// in the order of their unique keys (more than one batch takes one more statement to
-// sort them), so concurrent Upserts of overlapping rows wait for each other instead of
-// deadlocking. Like Copy, Upsert writes columns only: no hooks, no associations.
+// Where the transaction's connection can be reached (Upsert's own transaction, or
+// one from InTx) Upsert takes one key allocation for all rows and, through a temporary
+// table created LIKE the model's table (its defaults included) ON COMMIT DROP: one
+// statement that creates it, one binary COPY of the rows into it (one per group of
+// rows that leave different database-default columns zero), one INSERT … SELECT
+// DISTINCT ON (key) … ORDER BY key … ON CONFLICT … RETURNING, then one SELECT of the
+// keys of the rows not inserted — in READ COMMITTED a row that a concurrent
+// transaction committed while the INSERT waited for it is not visible to the INSERT's
+// snapshot, but it is to the next statement's. In a db.Transaction, which hides its
+// connection, and in pgx's simple_protocol exec mode (GORM's PreferSimpleProtocol,
+// PgBouncer setups), it takes, for each batch of WithBatchSize rows, one key
+// allocation, INSERT … SELECT DISTINCT ON (key) … FROM unnest($1::bigint[], …) ON
+// CONFLICT … RETURNING and the SELECT (more than one batch takes one more statement
+// to sort the rows first); a batch whose rows leave different database-default
+// columns zero goes through the temporary table, filled with unnest INSERTs. Either
+// way rows are written in the order of their unique keys, so concurrent Upserts of
+// overlapping rows wait for each other instead of deadlocking. Like Copy, Upsert
+// writes columns only: no hooks, no associations; and like Copy it gives a row that
+// leaves a field with a database default zero that default, row by row.
 //
 // It is all or nothing: in a transaction of its own, or in a savepoint of the caller's
 // (a Repository from WithTx, with a transaction from InTx or db.Transaction alike); on
@@ -81,11 +96,11 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 	if len(rows) == 0 {
 		return UpsertResult{}, nil
 	}
-	fields, err := r.prepare(ctx, rows, plan.force, 0)
+	lay, err := r.prepare(ctx, rows, plan.force, 0)
 	if err != nil {
 		return UpsertResult{}, err
 	}
-	plan = plan.writing(fields)
+	plan = plan.writing(lay.fields)
 	before := make([]int64, len(rows))
 	for i := range rows {
 		before[i] = r.Key(&rows[i])
@@ -97,13 +112,21 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 		if err != nil {
 			return err
 		}
+		if r.upsertVia != viaUnnest && copyable(conn, r.upsertVia == viaTempTable) {
+			// One INSERT for all rows, which sorts them itself.
+			all := make([]int, len(rows))
+			for i := range all {
+				all[i] = i
+			}
+			return r.upsertBatch(ctx, tx, conn, types, plan, lay, rows, all, inserted)
+		}
 		order, err := r.upsertOrder(ctx, pool, types, plan, rows)
 		if err != nil {
 			return err
 		}
 		for start := 0; start < len(order); start += r.batch {
 			batch := order[start:min(start+r.batch, len(order))]
-			if err := r.upsertBatch(ctx, tx, conn, types, plan, fields, rows, batch, inserted); err != nil {
+			if err := r.upsertBatch(ctx, tx, nil, types, plan, lay, rows, batch, inserted); err != nil {
 				return err
 			}
 		}
@@ -258,8 +281,9 @@ func (r *Repository[T]) upsertPlan(on OnConflict) (*upsertPlan, error) {
 // of, the row that the INSERT conflicted with.
 const maxUpsertRounds = 5
 
-// upsertBatch upserts rows[idx] in tx, in the order of idx, and marks the inserted.
-func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, fields []*schema.Field, rows []T, idx []int, inserted []bool) error {
+// upsertBatch upserts rows[idx] in tx and marks the inserted: through the temporary
+// table filled with COPY when conn is not nil, else with unnest (see Upsert).
+func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, lay *layout, rows []T, idx []int, inserted []bool) error {
 	pool := tx.Statement.ConnPool
 	pending := idx // indexes into rows still without their final key
 	for round := 0; len(pending) > 0; round++ {
@@ -270,18 +294,27 @@ func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.
 		if err != nil {
 			return err
 		}
+		// The keys go out in ascending order, group after group, so that each group's
+		// keys lie in a range of their own (see upsertStaged).
+		slices.Sort(keys)
 		fresh := make(map[int64]int, len(pending)) // new key → index into rows
-		for k, i := range pending {
+		ranges := make([]keyRange, len(lay.groups))
+		for k, i := range lay.byGroup(pending) {
 			if err := r.setKey(&rows[i], keys[k]); err != nil {
 				return err
 			}
 			fresh[keys[k]] = i
+			ranges[lay.groupOf(i)].add(keys[k])
 		}
 		var got []int64
-		if conn != nil && r.upsertVia == viaTempTable {
-			got, err = r.upsertInsertTemp(ctx, tx, conn, plan, fields, rows, pending)
-		} else {
-			got, err = r.upsertInsert(ctx, pool, types, plan, fields, rows, pending)
+		switch {
+		case conn != nil || len(lay.groups) > 1:
+			// With unnest: rows leave different columns to their database defaults,
+			// and one INSERT cannot say DEFAULT in some rows only; a temporary table
+			// filled group by group can.
+			got, err = r.upsertStaged(ctx, tx, conn, types, plan, lay, ranges, rows, pending)
+		default:
+			got, err = r.upsertInsert(ctx, pool, types, plan, lay.fields, rows, pending)
 		}
 		if err != nil {
 			return err
@@ -316,7 +349,7 @@ func (r *Repository[T]) upsertInsert(ctx context.Context, pool gorm.ConnPool, ty
 	if err != nil {
 		return nil, err
 	}
-	query := r.upsertSQL(plan, fields, src, func(f *schema.Field) string { return cols[indexOf(fields, f)] }, "u.n")
+	query := r.upsertSQL(plan, fields, src, func(f *schema.Field) string { return cols[indexOf(fields, f)] }, "u.n", nil)
 	var keys []int64
 	err = r.query(ctx, pool, func(rows *sql.Rows) error {
 		var k int64
@@ -331,14 +364,17 @@ func (r *Repository[T]) upsertInsert(ctx context.Context, pool gorm.ConnPool, ty
 
 // upsertSQL builds
 //
-//	INSERT INTO t (cols) SELECT cols FROM (SELECT DISTINCT ON (conflict…) … FROM src ORDER BY conflict…, ord) s
+//	INSERT INTO table AS t (cols) SELECT cols FROM (SELECT DISTINCT ON (conflict…) … FROM src ORDER BY conflict…, ord) s
 //	ON CONFLICT (conflict…) DO NOTHING | DO UPDATE SET c = EXCLUDED.c, … RETURNING key
 //
 // col maps a field to its expression in src and ord is the input order. DISTINCT ON
 // keeps one row per unique key, by the database's equality: the first in input order
 // for DO NOTHING, the last for DO UPDATE. A row with a NULL in its unique key conflicts
 // with nothing (unique indexes treat NULLs as distinct), so such rows are kept apart.
-func (r *Repository[T]) upsertSQL(plan *upsertPlan, fields []*schema.Field, src string, col func(*schema.Field) string, ord string) string {
+// keep, when not nil, gives for an updated column a condition on EXCLUDED under which
+// the row keeps its stored value (c = CASE WHEN cond THEN t.c ELSE EXCLUDED.c END), or
+// "" for none.
+func (r *Repository[T]) upsertSQL(plan *upsertPlan, fields []*schema.Field, src string, col func(*schema.Field) string, ord string, keep func(*schema.Field) string) string {
 	var distinct, nulls []string
 	for _, f := range plan.conflict {
 		distinct = append(distinct, col(f))
@@ -354,7 +390,7 @@ func (r *Repository[T]) upsertSQL(plan *upsertPlan, fields []*schema.Field, src 
 		sel[j] = col(f) + " AS " + quote(f.DBName)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) %s FROM %s ORDER BY %s, %s) AS s",
+	fmt.Fprintf(&b, "INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) %s FROM %s ORDER BY %s, %s) AS s",
 		r.m.tableIdent().Sanitize(), quoteNames(fields), quoteNames(fields),
 		strings.Join(distinct, ", "), strings.Join(sel, ", "), src, strings.Join(distinct, ", "), order)
 	fmt.Fprintf(&b, " ON CONFLICT (%s)", quoteNames(plan.conflict))
@@ -364,6 +400,12 @@ func (r *Repository[T]) upsertSQL(plan *upsertPlan, fields []*schema.Field, src 
 		set := make([]string, len(plan.update))
 		for j, f := range plan.update {
 			set[j] = quote(f.DBName) + " = EXCLUDED." + quote(f.DBName)
+			if keep == nil {
+				continue
+			}
+			if cond := keep(f); cond != "" {
+				set[j] = fmt.Sprintf("%s = CASE WHEN %s THEN t.%s ELSE EXCLUDED.%s END", quote(f.DBName), cond, quote(f.DBName), quote(f.DBName))
+			}
 		}
 		b.WriteString(" DO UPDATE SET " + strings.Join(set, ", "))
 	}
@@ -424,43 +466,140 @@ func indexOf(fields []*schema.Field, f *schema.Field) int {
 	return -1
 }
 
-// upsertMethod is how Upsert's INSERT reads its input rows.
+// keyRange is the smallest and largest of n keys.
+type keyRange struct {
+	lo, hi int64
+	n      int
+}
+
+func (kr *keyRange) add(k int64) {
+	if kr.n == 0 || k < kr.lo {
+		kr.lo = k
+	}
+	if kr.n == 0 || k > kr.hi {
+		kr.hi = k
+	}
+	kr.n++
+}
+
+// upsertMethod is how Upsert reads its input rows.
 type upsertMethod int
 
 const (
-	// viaUnnest (the default) passes the rows as one array parameter per column and
-	// reads them with unnest: one statement, one round trip.
-	viaUnnest upsertMethod = iota
-	// viaTempTable is the classic pivot: COPY the rows into a temporary table created
-	// ON COMMIT DROP in the same transaction, then INSERT … SELECT from it. Kept for the
-	// benchmark that chose viaUnnest (see BenchmarkUpsert).
+	// viaAuto (the default): the temporary table filled with COPY where the connection
+	// can be reached and pgx does not use the simple protocol, else unnest.
+	viaAuto upsertMethod = iota
+	// viaUnnest passes the rows as one array parameter per column and reads them with
+	// unnest, in batches. Only tests and benchmarks choose it.
+	viaUnnest
+	// viaTempTable is viaAuto in the simple protocol too. Only tests choose it.
 	viaTempTable
 )
 
-// upsertTempTable is the temporary table of viaTempTable. A temporary table belongs to
-// one session, and it is dropped before the next batch, so the name needs no uniqueness.
+// copyable reports whether COPY can run on conn: it is a pgx stdlib connection and,
+// unless simpleToo, not in pgx's simple_protocol exec mode.
+func copyable(conn *sql.Conn, simpleToo bool) bool {
+	if conn == nil {
+		return false
+	}
+	ok := false
+	_ = conn.Raw(func(dc any) error {
+		if sc, isPgx := dc.(*stdlib.Conn); isPgx {
+			ok = simpleToo || sc.Conn().Config().DefaultQueryExecMode != pgx.QueryExecModeSimpleProtocol
+		}
+		return nil
+	})
+	return ok
+}
+
+// upsertTempTable is the temporary table of upsertStaged. A temporary table belongs to
+// one session, and each use drops the one before, so the name needs no uniqueness.
 const upsertTempTable = "seqrepo_upsert"
 
-// upsertInsertTemp is upsertInsert by way of a temporary table filled with COPY on conn.
-func (r *Repository[T]) upsertInsertTemp(ctx context.Context, tx *gorm.DB, conn *sql.Conn, plan *upsertPlan, fields []*schema.Field, rows []T, idx []int) ([]int64, error) {
+// upsertStaged is upsertInsert by way of a temporary table made LIKE the model's table,
+// its column defaults included: it writes rows[idx] into it, each group of lay with
+// its own columns, so that a row that leaves out a column with a database default gets
+// the default there, row by row, as the model's table would give it; then it inserts
+// from it with one INSERT … ON CONFLICT and returns the keys that returned. It fills
+// the table with COPY on conn, or with unnest INSERTs when conn is nil.
+//
+// With UpdateAll, a conflicting row keeps its stored value of a column with a database
+// default when the input row left that column out, and takes the input's value when it
+// wrote it. The DO UPDATE tells the two apart by EXCLUDED's key: ranges[g] holds the
+// keys of group g, and no other key lies in it.
+func (r *Repository[T]) upsertStaged(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, lay *layout, ranges []keyRange, rows []T, idx []int) ([]int64, error) {
 	pool := tx.Statement.ConnPool
-	sel := make([]string, len(fields))
-	cols := make([]string, len(fields)+1)
-	for j, f := range fields {
-		sel[j] = fmt.Sprintf("%s AS c%d", quote(f.DBName), j)
-		cols[j] = "c" + itoa(j)
+	ord := "seqrepo_ord" // the input row's index plus 1
+	for _, taken := types[ord]; taken; _, taken = types[ord] {
+		ord += "_"
 	}
-	cols[len(fields)] = "n"
-	create := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, 0::bigint AS n FROM %s WITH NO DATA",
-		upsertTempTable, strings.Join(sel, ", "), r.m.tableIdent().Sanitize())
+	notNull := make([]string, len(lay.fields))
+	for j, f := range lay.fields {
+		if _, ok := types[f.DBName]; !ok {
+			return nil, fmt.Errorf("repo: column %q of %s is not in the table", f.DBName, f.Schema.Table)
+		}
+		notNull[j] = "ALTER COLUMN " + quote(f.DBName) + " DROP NOT NULL"
+	}
+	// The model's table checks NOT NULL when the rows reach it, and names itself in
+	// the error.
+	create := fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.%[1]s; CREATE TEMP TABLE %[1]s (LIKE %[2]s INCLUDING DEFAULTS, %[3]s bigint) ON COMMIT DROP; ALTER TABLE pg_temp.%[1]s %[4]s",
+		upsertTempTable, r.m.tableIdent().Sanitize(), quote(ord), strings.Join(notNull, ", "))
 	if _, err := r.exec(ctx, pool, create); err != nil {
 		return nil, err
 	}
-	src := &rowSource[T]{ctx: ctx, rows: rows, idx: idx, fields: fields, ord: true, vals: make([]any, len(cols))}
-	if err := r.copyFrom(ctx, conn, []string{upsertTempTable}, cols, src); err != nil {
-		return nil, err
+	parts := make([][]int, len(lay.groups))
+	for _, i := range idx {
+		g := lay.groupOf(i)
+		parts[g] = append(parts[g], i)
 	}
-	query := r.upsertSQL(plan, fields, upsertTempTable+" AS u", func(f *schema.Field) string { return "u.c" + itoa(indexOf(fields, f)) }, "u.n")
+	for g, part := range parts {
+		if len(part) == 0 {
+			continue
+		}
+		fields := lay.groups[g].fields
+		if conn != nil {
+			cols := append(names(fields), ord)
+			src := r.newRowSource(ctx, fields, rows, part, true)
+			if err := r.copyFrom(ctx, conn, pgx.Identifier{"pg_temp", upsertTempTable}, cols, src); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		src, exprs, err := unnestSelect(types, fields, "u")
+		if err != nil {
+			return nil, err
+		}
+		query := fmt.Sprintf("INSERT INTO pg_temp.%s (%s, %s) SELECT %s, ($%d::bigint[])[u.n] FROM %s",
+			upsertTempTable, quoteNames(fields), quote(ord), strings.Join(exprs, ", "), len(fields)+1, src)
+		for start := 0; start < len(part); start += r.batch {
+			chunk := part[start:min(start+r.batch, len(part))]
+			args, err := columnArrays(ctx, types, rows, chunk, fields)
+			if err != nil {
+				return nil, err
+			}
+			ords := make(int64Array, len(chunk))
+			for k, i := range chunk {
+				ords[k] = int64(i + 1)
+			}
+			if _, err := r.exec(ctx, pool, query, append(args, ords)...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var keep func(f *schema.Field) string
+	if plan.updateAll && len(lay.groups) > 1 {
+		key := "EXCLUDED." + quote(r.m.key.DBName)
+		keep = func(f *schema.Field) string {
+			var left []string
+			for g, grp := range lay.groups {
+				if indexOf(grp.fields, f) < 0 && ranges[g].n > 0 {
+					left = append(left, fmt.Sprintf("%s BETWEEN %d AND %d", key, ranges[g].lo, ranges[g].hi))
+				}
+			}
+			return strings.Join(left, " OR ")
+		}
+	}
+	query := r.upsertSQL(plan, lay.fields, "pg_temp."+upsertTempTable+" AS u", func(f *schema.Field) string { return "u." + quote(f.DBName) }, "u."+quote(ord), keep)
 	var keys []int64
 	err := r.query(ctx, pool, func(rows *sql.Rows) error {
 		var k int64
@@ -470,11 +609,5 @@ func (r *Repository[T]) upsertInsertTemp(ctx context.Context, tx *gorm.DB, conn 
 		keys = append(keys, k)
 		return nil
 	}, query)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := r.exec(ctx, pool, "DROP TABLE "+upsertTempTable); err != nil {
-		return nil, err
-	}
-	return keys, nil
+	return keys, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,10 +28,18 @@ func dbKeys(t *testing.T, db *gorm.DB) map[string]Widget {
 	return out
 }
 
-// upsertCases runs f against a repository using unnest and one using the temporary
-// table (inside InTx, where COPY is reachable).
+// upsertCases runs f against a repository forced to use unnest, one as it comes (the
+// temporary table filled with COPY, in Upsert's own transaction), one using the
+// temporary table inside InTx, and one in a db.Transaction, which hides its connection
+// (unnest).
 func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(context.Context, []Widget, repo.OnConflict) (repo.UpsertResult, error))) {
 	t.Run("unnest", func(t *testing.T) {
+		db, _ := open(t)
+		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		repo.UpsertViaUnnest(r)
+		f(t, db, r.Upsert)
+	})
+	t.Run("default", func(t *testing.T) {
 		db, _ := open(t)
 		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
 		f(t, db, r.Upsert)
@@ -41,6 +50,17 @@ func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(con
 		repo.UpsertViaTempTable(r)
 		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
 			err = repo.InTx(ctx, db, func(tx *gorm.DB) error {
+				res, err = r.WithTx(tx).Upsert(ctx, rows, on)
+				return err
+			})
+			return res, err
+		})
+	})
+	t.Run("db.Transaction", func(t *testing.T) {
+		db, _ := open(t)
+		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
+			err = db.Transaction(func(tx *gorm.DB) error {
 				res, err = r.WithTx(tx).Upsert(ctx, rows, on)
 				return err
 			})
@@ -225,4 +245,73 @@ func TestRepositoryUpsertLarge(t *testing.T) {
 	}
 	keysOf(t, r, rows)
 	checkWidgetsInDB(t, db, rows)
+}
+
+func TestRepositoryUpsertStatements(t *testing.T) {
+	// Where COPY can be reached, all rows go through the temporary table: one COPY and
+	// one INSERT however many batches they make; in a db.Transaction, unnest batches.
+	ctx := context.Background()
+	rec := &recorder{}
+	db, _ := open(t, logTo(rec))
+	r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+	if err := r.Copy(ctx, widgets("s", 5)); err != nil {
+		t.Fatal(err)
+	}
+	rows := widgets("s", 12) // 5 already there
+	rec.take("")
+	res, err := r.Upsert(ctx, rows, repo.OnConflict{Columns: []string{"code"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copies []string
+	inserts := 0
+	if res.InsertedCount() != 7 {
+		t.Errorf("%d inserted, want 7", res.InsertedCount())
+	}
+	keysOf(t, r, rows)
+	checkWidgetsInDB(t, db, rows)
+
+	rec.take("")
+	more := widgets("s", 16) // 12 already there
+	if _, err := r.Upsert(ctx, more, repo.OnConflict{Columns: []string{"code"}}); err != nil {
+		t.Fatal(err)
+	}
+	all := rec.take("")
+	copies = nil
+	for _, s := range all {
+		switch {
+		case strings.HasPrefix(s, "COPY"):
+			copies = append(copies, s)
+		case strings.HasPrefix(s, `INSERT INTO "widgets"`):
+			inserts++
+		}
+	}
+	if len(copies) != 1 || !strings.Contains(copies[0], `"pg_temp"."seqrepo_upsert"`) || inserts != 1 {
+		t.Errorf("%d COPYs, %d INSERTs into widgets; want 1 into the temporary table, 1: %q", len(copies), inserts, all)
+	}
+	checkWidgetsInDB(t, db, more)
+
+	rec.take("")
+	err = db.Transaction(func(tx *gorm.DB) error {
+		_, err := r.WithTx(tx).Upsert(ctx, widgets("s", 20), repo.OnConflict{Columns: []string{"code"}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inserts = 0
+	for _, s := range rec.take("") {
+		if strings.HasPrefix(s, "COPY") {
+			t.Errorf("COPY in a db.Transaction: %q", s)
+		}
+		if strings.HasPrefix(s, `INSERT INTO "widgets"`) {
+			inserts++
+			if !strings.Contains(s, "unnest(") {
+				t.Errorf("INSERT without unnest in a db.Transaction: %.200q", s)
+			}
+		}
+	}
+	if inserts != 5 {
+		t.Errorf("%d INSERTs in a db.Transaction, want 5 batches of 4", inserts)
+	}
 }
