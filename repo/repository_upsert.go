@@ -298,7 +298,7 @@ func (r *Repository[T]) upsertBatch(ctx context.Context, tx *gorm.DB, conn *sql.
 		// keys lie in a range of their own (see upsertStaged).
 		slices.Sort(keys)
 		fresh := make(map[int64]int, len(pending)) // new key → index into rows
-		ranges := make([]keyRange, len(lay.groups))
+		ranges := make([]keySpan, len(lay.groups))
 		for k, i := range lay.byGroup(pending) {
 			if err := r.setKey(&rows[i], keys[k]); err != nil {
 				return err
@@ -466,13 +466,13 @@ func indexOf(fields []*schema.Field, f *schema.Field) int {
 	return -1
 }
 
-// keyRange is the smallest and largest of n keys.
-type keyRange struct {
+// keySpan is the smallest and largest of n keys.
+type keySpan struct {
 	lo, hi int64
 	n      int
 }
 
-func (kr *keyRange) add(k int64) {
+func (kr *keySpan) add(k int64) {
 	if kr.n == 0 || k < kr.lo {
 		kr.lo = k
 	}
@@ -527,7 +527,7 @@ const upsertTempTable = "seqrepo_upsert"
 // default when the input row left that column out, and takes the input's value when it
 // wrote it. The DO UPDATE tells the two apart by EXCLUDED's key: ranges[g] holds the
 // keys of group g, and no other key lies in it.
-func (r *Repository[T]) upsertStaged(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, lay *layout, ranges []keyRange, rows []T, idx []int) ([]int64, error) {
+func (r *Repository[T]) upsertStaged(ctx context.Context, tx *gorm.DB, conn *sql.Conn, types map[string]column, plan *upsertPlan, lay *layout, ranges []keySpan, rows []T, idx []int) ([]int64, error) {
 	pool := tx.Statement.ConnPool
 	ord := "seqrepo_ord" // the input row's index plus 1
 	for _, taken := types[ord]; taken; _, taken = types[ord] {
