@@ -58,7 +58,7 @@ func ExampleAdoption_Migration() {
 	}
 
 	// The application's goose migrations include the adoption of seqrepo on invoices.
-	adopt, err := migrations.NewAdoption("invoices", "id", 50)
+	adopt, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "invoices", Column: "id", AllocationSize: 50})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -33,7 +33,7 @@ func ExamplePlugin() {
 		log.Fatal(err)
 	}
 	// Check every model's sequence now, then assign keys before every create.
-	if err := db.Use(repo.NewPlugin(repo.WithValidation(models.All()...))); err != nil {
+	if err := db.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: models.All()})); err != nil {
 		log.Fatal(err)
 	}
 
@@ -86,7 +86,8 @@ func ExampleRepository_Copy() {
 		log.Fatal(err)
 	}
 
-	commits, err := repo.New[models.Commit](db)
+	// repo.New uses the defaults; NewWithConfig sets the rows per COPY or INSERT.
+	commits, err := repo.NewWithConfig[models.Commit](db, repo.Config{BatchSize: 5000})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -32,12 +32,12 @@ func dbKeys(t *testing.T, db *gorm.DB) map[string]Widget {
 func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(context.Context, []Widget, repo.OnConflict) (repo.UpsertResult, error))) {
 	t.Run("unnest", func(t *testing.T) {
 		db, _ := open(t)
-		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 		f(t, db, r.Upsert)
 	})
 	t.Run("temp table", func(t *testing.T) {
 		db, _ := open(t)
-		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 		repo.UpsertViaTempTable(r)
 		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
 			err = repo.InTx(ctx, db, func(tx *gorm.DB) error {
@@ -152,7 +152,7 @@ func TestRepositoryUpsertBadOptions(t *testing.T) {
 func TestRepositoryUpsertAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(1000))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 1000})
 	rows := widgets("u", 5000)
 	rows[2].ID = 77 // overwritten by Upsert, restored when it fails
 	rows[4000].Name = "nul\x00"
@@ -169,7 +169,7 @@ func TestRepositoryUpsertConcurrent(t *testing.T) {
 	// taken by a transaction that commits while it waits are looked up afterwards.
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(100))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 100})
 	const goroutines, codes = 8, 600
 	results := make([][]Widget, goroutines)
 	inserted := make([]int, goroutines)
