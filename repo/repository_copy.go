@@ -22,7 +22,7 @@ import (
 // Repository from WithTx), in a savepoint of it. In a transaction from InTx the COPY runs
 // in that transaction; in one from db.Transaction, which hides its connection, Copy
 // writes the same rows with INSERT … SELECT FROM unnest(…) statements instead, in
-// batches of WithBatchSize rows. ctx cancels the write.
+// batches of Config.BatchSize rows. ctx cancels the write.
 func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
@@ -45,7 +45,7 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 	return nil
 }
 
-// CopySeq inserts the rows of seq like Copy, in batches of WithBatchSize rows, so that
+// CopySeq inserts the rows of seq like Copy, in batches of Config.BatchSize rows, so that
 // memory stays bounded however many rows seq yields. Each batch gets its keys with one
 // allocation and is written with one COPY. After a batch is written, each (when not nil)
 // is called with it, keys set; the slice is reused for the next batch, so copy what you
@@ -104,7 +104,7 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 }
 
 // write writes the fields of rows, prepared and with their keys, in tx: with COPY on
-// conn when there is one, else with unnest INSERTs of WithBatchSize rows.
+// conn when there is one, else with unnest INSERTs of Config.BatchSize rows.
 func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, fields []*schema.Field, rows []T) error {
 	if conn != nil {
 		return r.copyRows(ctx, conn, fields, rows)
@@ -112,7 +112,7 @@ func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, 
 	return r.insertBatches(ctx, tx, fields, rows)
 }
 
-// insertBatches writes rows with unnest INSERTs of WithBatchSize rows on tx.
+// insertBatches writes rows with unnest INSERTs of Config.BatchSize rows on tx.
 func (r *Repository[T]) insertBatches(ctx context.Context, tx *gorm.DB, fields []*schema.Field, rows []T) error {
 	types, err := r.columnTypes(ctx, tx.Statement.ConnPool)
 	if err != nil {

@@ -61,7 +61,7 @@ func (r UpsertResult) InsertedCount() int {
 // command cannot affect row a second time". Duplicates are found by PostgreSQL's
 // equality, the one the unique index uses.
 //
-// Each batch of WithBatchSize rows takes one key allocation and two statements:
+// Each batch of Config.BatchSize rows takes one key allocation and two statements:
 // INSERT … SELECT DISTINCT ON (key) … FROM unnest($1::bigint[], …) ON CONFLICT …
 // RETURNING, then a SELECT of the keys of the rows not inserted — in READ COMMITTED a
 // row that a concurrent transaction committed while the INSERT waited for it is not

@@ -1,5 +1,5 @@
 // Package keycheck is the one validator of seqrepo's keyed models, shared by repo
-// (Plugin.Validate, WithValidation) and migrations (Validate), so that the two cannot
+// (Plugin.Validate, PluginConfig.Validate) and migrations (Validate), so that the two cannot
 // disagree: the same rule for key types, the same checks of the sequence and the table
 // (idgen.CheckKey), the same error type (*idgen.KeyError inside an *idgen.CheckError)
 // and the same hints.
