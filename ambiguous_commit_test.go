@@ -56,7 +56,7 @@ func TestAmbiguousCommitRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Use(repo.NewPlugin(repo.WithValidation(models.All()...))); err != nil {
+	if err := db.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: models.All()})); err != nil {
 		t.Fatal(err)
 	}
 

@@ -54,7 +54,7 @@ func relOpen(t testing.TB, dsn string) (*gorm.DB, *sql.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sqlDB.Close() })
-	if err := db.Use(repo.NewPlugin(repo.WithValidation(models.All()...))); err != nil {
+	if err := db.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: models.All()})); err != nil {
 		t.Fatal(err)
 	}
 	return db, sqlDB
@@ -169,7 +169,7 @@ func TestServerRestartMidIngest(t *testing.T) {
 	db, sqlDB := relOpen(t, dsn)
 	const idle = 2
 	sqlDB.SetMaxIdleConns(idle) // each idle connection may fail one call after the restart
-	commits, err := repo.New[models.Commit](db, repo.WithBatchSize(60))
+	commits, err := repo.NewWithConfig[models.Commit](db, repo.Config{BatchSize: 60})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestManyWritersHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	db, _ := relOpen(t, os.Getenv(relDSNEnv))
-	commits, err := repo.New[models.Commit](db, repo.WithBatchSize(50))
+	commits, err := repo.NewWithConfig[models.Commit](db, repo.Config{BatchSize: 50})
 	if err != nil {
 		t.Fatal(err)
 	}

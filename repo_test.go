@@ -63,14 +63,14 @@ func newStack(t *testing.T, maxConns int) *stack {
 	if err := migrations.Validate(context.Background(), sqlDB, models.All()...); err != nil {
 		t.Fatal(err)
 	}
-	p := repo.NewPlugin(repo.WithValidation(models.All()...))
+	p := repo.NewPluginWithConfig(repo.PluginConfig{Validate: models.All()})
 	if err := db.Use(p); err != nil {
 		t.Fatal(err)
 	}
 	s := &stack{db: db, plugin: p}
 	s.repos = must(repo.New[models.Repository](db))
 	s.authors = must(repo.New[models.Author](db))
-	s.commits = must(repo.New[models.Commit](db, repo.WithBatchSize(4000)))
+	s.commits = must(repo.NewWithConfig[models.Commit](db, repo.Config{BatchSize: 4000}))
 	s.tenants = must(repo.New[models.Tenant](db))
 	return s
 }

@@ -11,7 +11,7 @@ import (
 
 // Querier is what the allocator needs from a database/sql handle: one query that
 // returns rows. *sql.DB, *sql.Tx and *sql.Conn satisfy it, and so does GORM's ConnPool.
-// pgx handles are a PgxQuerier; New and Using take either (see DB).
+// pgx handles are a PgxQuerier; New and WithTx take either (see DB).
 type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
@@ -34,22 +34,22 @@ var (
 // An Allocator is safe for concurrent use by multiple goroutines.
 type Allocator struct {
 	st *state
-	// q runs refills. via is true for allocators made by Using: they refill on q with
+	// q runs refills. via is true for allocators made by WithTx: they refill on q with
 	// the caller's context instead of sharing the background refill, because q may be
 	// the caller's own transaction.
 	q   DB
 	via bool
 	// verified is set once q was seen to resolve the name to the pinned sequence; only
-	// Allocators from Using check, and only for names that are ambiguous (state.ambiguous).
+	// Allocators from WithTx check, and only for names that are ambiguous (state.ambiguous).
 	verified atomic.Bool
 }
 
-// state is shared by an Allocator and every Allocator that Using derives from it.
+// state is shared by an Allocator and every Allocator that WithTx derives from it.
 type state struct {
 	cfg Config
 
 	// ambiguous is true while cfg.Sequence is unqualified and sequences of that name
-	// exist in more than one schema: then an Allocator from Using checks, before its
+	// exist in more than one schema: then an Allocator from WithTx checks, before its
 	// first key, that the name resolves on its Querier to the pinned sequence.
 	ambiguous atomic.Bool
 
@@ -114,7 +114,7 @@ type Stats struct {
 // for the life of the process.
 //
 // ctx only bounds New's own check. db, a database/sql or a pgx handle (see DB), is used
-// for every later refill, except through the Allocators that Using returns.
+// for every later refill, except through the Allocators that WithTx returns.
 func New(ctx context.Context, db DB, cfg Config) (*Allocator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -147,9 +147,10 @@ func (a *Allocator) SequenceOID() uint32 {
 	return uint32(a.st.oid)
 }
 
-// Using returns an Allocator that shares a's reserved keys and statistics but runs
-// any refill it needs on q with the caller's context, for example the caller's own
-// *sql.Tx or pgx.Tx. Use it when the calling goroutine holds a connection that the
+// WithTx returns an Allocator that shares a's reserved keys and statistics but runs
+// any refill it needs on q with the caller's context. q is any handle the caller holds:
+// a transaction (*sql.Tx, pgx.Tx) or a single connection (*sql.Conn, *pgx.Conn), named
+// WithTx after sqlc's Queries.WithTx and repo.Repository.WithTx. Use it when the calling goroutine holds a connection that the
 // allocator's default handle might need (a one-connection pool held by the caller's
 // transaction would otherwise deadlock). The refill's nextval is not undone if q's
 // transaction rolls back, so keys reserved through q stay unique either way.
@@ -159,14 +160,14 @@ func (a *Allocator) SequenceOID() uint32 {
 // transaction has ended, its calls still hand out keys already reserved, but a call
 // that needs a refill fails with q's error (sql.ErrTxDone, pgx.ErrTxClosed) and hands
 // out nothing; so does one when q is neither a Querier nor a PgxQuerier (see DB).
-func (a *Allocator) Using(q DB) *Allocator {
+func (a *Allocator) WithTx(q DB) *Allocator {
 	if q == nil {
 		return a
 	}
 	return &Allocator{st: a.st, q: q, via: true}
 }
 
-// Stats returns the Allocator's counters. They are shared with the Allocators made by Using.
+// Stats returns the Allocator's counters. They are shared with the Allocators made by WithTx.
 func (a *Allocator) Stats() Stats {
 	return Stats{
 		RoundTrips: a.st.roundTrips.Load(),
@@ -466,7 +467,7 @@ func (a *Allocator) repin(ctx context.Context, q DB, oid int64) error {
 	return advance(ctx, q, st.cfg, newOID, floor)
 }
 
-// verify checks, for an Allocator from Using whose name is ambiguous, that the name
+// verify checks, for an Allocator from WithTx whose name is ambiguous, that the name
 // resolves on a.q to the pinned sequence, before any key is handed out through it.
 func (a *Allocator) verify(ctx context.Context) error {
 	st := a.st

@@ -210,16 +210,16 @@ func TestStats(t *testing.T) {
 	equalKeys(t, keys, seqRange(52, 10051))
 	wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 202, Keys: 10051})
 
-	// Using shares the pool and the counters.
-	u := a.Using(db)
+	// WithTx shares the pool and the counters.
+	u := a.WithTx(db)
 	k, err = u.Next(ctx)
-	noErr(t, err, "Using.Next")
+	noErr(t, err, "WithTx.Next")
 	if k != 10052 {
-		t.Fatalf("Using.Next = %d, want 10052 from the shared pool", k)
+		t.Fatalf("WithTx.Next = %d, want 10052 from the shared pool", k)
 	}
 	wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 202, Keys: 10052})
 	keys, err = u.NextN(ctx, 100) // 48 in memory, then 2 blocks
-	noErr(t, err, "Using.NextN")
+	noErr(t, err, "WithTx.NextN")
 	equalKeys(t, keys, seqRange(10053, 10152))
 	wantStats(t, a, idgen.Stats{RoundTrips: 4, Blocks: 204, Keys: 10152})
 	wantStats(t, u, a.Stats())
@@ -318,10 +318,10 @@ func TestExhaustedMidBatch(t *testing.T) {
 // message instead of hanging it. It bounds the test; it asserts nothing about speed.
 func testContext(t *testing.T) context.Context { return pgtest.Context(t, 5*time.Minute) }
 
-// TestUsingTransactionOnOneConnection: with a one-connection pool whose connection the
+// TestWithTxOnOneConnection: with a one-connection pool whose connection the
 // caller's transaction holds, allocating through the transaction works, while
 // allocating through the pool would wait for the connection forever.
-func TestUsingTransactionOnOneConnection(t *testing.T) {
+func TestWithTxOnOneConnection(t *testing.T) {
 	db, _ := openDB(t)
 	mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`, `CREATE TABLE t (id bigint PRIMARY KEY)`)
 	db.SetMaxOpenConns(1)
@@ -332,9 +332,9 @@ func TestUsingTransactionOnOneConnection(t *testing.T) {
 	noErr(t, err, "begin")
 	defer func() { _ = tx.Rollback() }()
 
-	keys, err := a.Using(tx).NextN(ctx, 120)
+	keys, err := a.WithTx(tx).NextN(ctx, 120)
 	if err != nil {
-		t.Fatalf("Using(tx).NextN with the only connection held by tx: %v", err)
+		t.Fatalf("WithTx(tx).NextN with the only connection held by tx: %v", err)
 	}
 	equalKeys(t, keys, seqRange(1, 120))
 	_, err = tx.ExecContext(ctx, `INSERT INTO t SELECT unnest($1::bigint[])`, keys)
@@ -350,10 +350,10 @@ func TestUsingTransactionOnOneConnection(t *testing.T) {
 	}
 	// The keys in memory were not lost, and the refill still waiting for the
 	// connection does not hold up allocation through tx.
-	keys, err = a.Using(tx).NextN(ctx, 100)
-	noErr(t, err, "Using(tx).NextN beside a waiting refill")
+	keys, err = a.WithTx(tx).NextN(ctx, 100)
+	noErr(t, err, "WithTx(tx).NextN beside a waiting refill")
 	if keys[0] != 121 || keys[29] != 150 {
-		t.Fatalf("Using(tx).NextN = %d.., want the 30 keys in memory first (121..150)", keys[0])
+		t.Fatalf("WithTx(tx).NextN = %d.., want the 30 keys in memory first (121..150)", keys[0])
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO t SELECT unnest($1::bigint[])`, keys)
 	noErr(t, err, "insert in tx")

@@ -42,6 +42,11 @@ func CheckOne(ctx context.Context, q DB, cfg Config) error {
 
 // CheckError lists every problem Check found, one error per Config. errors.Is and
 // errors.As see each of them (ErrIncrementMismatch, ErrSequenceNotFound, …).
+//
+// It is seqrepo's one validation error type: migrations.Validate, repo's Plugin.Validate
+// and the check db.Use runs for repo.PluginConfig.Validate return it too, with one
+// *KeyError per offending model (errors.As finds the first; range over Problems for all).
+// Like any error value it is not changed after it is returned.
 type CheckError struct {
 	Problems []error
 }

@@ -382,7 +382,7 @@ func TestAlterIncrementWhileRunning(t *testing.T) {
 						var err error
 						switch {
 						case w%4 == 3:
-							got, err = a.Using(db).NextN(ctx, 1+(i*13+w)%120)
+							got, err = a.WithTx(db).NextN(ctx, 1+(i*13+w)%120)
 						case w%2 == 0:
 							var k int64
 							k, err = a.Next(ctx)
@@ -456,8 +456,8 @@ func TestAlterIncrementWhileRunning(t *testing.T) {
 				if k, err := a.Next(ctx); !errors.Is(err, idgen.ErrIncrementMismatch) {
 					t.Fatalf("Next %d after the mismatch = %v, %v; want ErrIncrementMismatch", i, k, err)
 				}
-				if keys, err := a.Using(db).NextN(ctx, 1); !errors.Is(err, idgen.ErrIncrementMismatch) {
-					t.Fatalf("Using.NextN %d after the mismatch = %v, %v; want ErrIncrementMismatch", i, keys, err)
+				if keys, err := a.WithTx(db).NextN(ctx, 1); !errors.Is(err, idgen.ErrIncrementMismatch) {
+					t.Fatalf("WithTx.NextN %d after the mismatch = %v, %v; want ErrIncrementMismatch", i, keys, err)
 				}
 			}
 			if got := a.Stats().Keys; got != int64(len(all)) {
@@ -533,7 +533,7 @@ func TestMismatchDropsStaleRefill(t *testing.T) {
 	}
 	stale := make(chan result, 1)
 	go func() {
-		keys, err := a.Using(p).NextN(ctx, 1)
+		keys, err := a.WithTx(p).NextN(ctx, 1)
 		stale <- result{keys, err}
 	}()
 	<-p.answered

@@ -25,7 +25,7 @@
 // need, use the transaction for refills, so a one-connection pool cannot deadlock:
 //
 //	tx, _ := db.BeginTx(ctx, nil) // or pool.Begin(ctx), for pgx
-//	ids, err := alloc.Using(tx).NextN(ctx, len(rows))
+//	ids, err := alloc.WithTx(tx).NextN(ctx, len(rows))
 //
 // # Optimizers
 //
@@ -48,7 +48,7 @@
 // with ErrSequenceChanged and takes no value. When the pinned sequence was dropped and
 // created again, the refill re-pins to the new one and moves it past every key it
 // reserved from the old one. When sequences of an unqualified name exist in several
-// schemas, an Allocator from Using checks the name on its Querier before its first key;
+// schemas, an Allocator from WithTx checks the name on its Querier before its first key;
 // code that switches search_path per transaction (schema per tenant) should still name
 // sequences schema-qualified.
 //

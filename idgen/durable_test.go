@@ -7,7 +7,7 @@ import (
 )
 
 // TestRefillWritesWAL: a refill writes a transactional WAL record, so its commit (or,
-// through Using, the caller's commit) waits for the synchronous standbys like any
+// through WithTx, the caller's commit) waits for the synchronous standbys like any
 // writing transaction. A transaction that ran only nextval has no transaction ID and
 // its commit waits for nothing. With NoDurableRefill the refill writes none.
 func TestRefillWritesWAL(t *testing.T) {
@@ -26,7 +26,7 @@ func TestRefillWritesWAL(t *testing.T) {
 		noErr(t, err, "New")
 		tx, err := db.BeginTx(ctx, nil)
 		noErr(t, err, "begin")
-		_, err = a.Using(tx).NextN(ctx, 10)
+		_, err = a.WithTx(tx).NextN(ctx, 10)
 		noErr(t, err, "NextN")
 		var wrote bool
 		noErr(t, tx.QueryRowContext(ctx, `SELECT pg_current_xact_id_if_assigned() IS NOT NULL`).Scan(&wrote), "xid")

@@ -22,7 +22,7 @@ var (
 	// ErrSequenceChanged is returned by a refill when, on the connection it runs on,
 	// Config.Sequence resolves to another sequence than the one the Allocator is pinned
 	// to, and that one still exists: a different search_path (schema-per-tenant code).
-	// No value is taken from either sequence. An Allocator from Using returns it before
+	// No value is taken from either sequence. An Allocator from WithTx returns it before
 	// handing out any key when its name is unqualified, sequences of that name exist in
 	// several schemas, and on its Querier the name means another one than the pinned.
 	// Use schema-qualified names when the search_path varies. (When the pinned sequence

@@ -63,9 +63,9 @@ func (q *Queries) CopyCommits(ctx context.Context, arg []CopyCommitsParams) (int
 	return q.db.CopyFrom(ctx, []string{"commits"}, []string{"id", "sha"}, &iteratorForCopyCommits{rows: arg})
 }
 
-// Keys from idgen for sqlc's CopyFrom, inside a pgx transaction. Using(tx) refills on
+// Keys from idgen for sqlc's CopyFrom, inside a pgx transaction. WithTx(tx) refills on
 // the transaction, so this works even when tx holds the pool's last connection.
-func ExampleAllocator_Using_pgx() {
+func ExampleAllocator_WithTx_pgx() {
 	ctx := context.Background()
 	pool := examplePool(`CREATE SEQUENCE commits_id_seq INCREMENT BY 50`,
 		`CREATE TABLE commits (id bigint PRIMARY KEY, sha text NOT NULL)`)
@@ -78,7 +78,7 @@ func ExampleAllocator_Using_pgx() {
 	}
 	shas := []string{"9fceb02", "4b825dc", "e69de29"}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		ids, err := alloc.Using(tx).NextN(ctx, len(shas))
+		ids, err := alloc.WithTx(tx).NextN(ctx, len(shas))
 		if err != nil {
 			return err
 		}

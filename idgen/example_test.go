@@ -61,7 +61,7 @@ func ExampleAllocator_NextN() {
 	// {RoundTrips:1 Blocks:200 Keys:10000}
 }
 
-func ExampleAllocator_Using() {
+func ExampleAllocator_WithTx() {
 	db, drop := exampleDB(
 		`CREATE SEQUENCE commits_id_seq INCREMENT BY 50`,
 		`CREATE TABLE commits (id bigint PRIMARY KEY, message text NOT NULL)`,
@@ -83,7 +83,7 @@ func ExampleAllocator_Using() {
 	defer tx.Rollback()
 
 	messages := []string{"initial commit", "add README", "fix typo"}
-	ids, err := alloc.Using(tx).NextN(ctx, len(messages)) // refills on tx, not on the pool
+	ids, err := alloc.WithTx(tx).NextN(ctx, len(messages)) // refills on tx, not on the pool
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -47,7 +47,7 @@ func pgxExec(t testing.TB, q interface {
 
 var _ idgen.PgxQuerier = (*pgxpool.Pool)(nil)
 
-// TestPgxHandles: New, Using, Check and CheckOne take every pgx handle as they are
+// TestPgxHandles: New, WithTx, Check and CheckOne take every pgx handle as they are
 // (*pgxpool.Pool, *pgx.Conn, pgx.Tx), and the keys they hand out are the sequence's.
 func TestPgxHandles(t *testing.T) {
 	ctx := testContext(t)
@@ -78,12 +78,12 @@ func TestPgxHandles(t *testing.T) {
 		all = append(all, keys...)
 	}
 
-	// Using each handle refills on it, and the keys go to the shared pool of keys.
+	// Through WithTx, each handle refills on it, and the keys go to the shared pool of keys.
 	base, err := idgen.New(ctx, pool, cfg)
 	noErr(t, err, "New")
 	for i, h := range handles {
-		keys, err := base.Using(h.db).NextN(ctx, 50)
-		noErr(t, err, "Using("+h.name+").NextN")
+		keys, err := base.WithTx(h.db).NextN(ctx, 50)
+		noErr(t, err, "WithTx("+h.name+").NextN")
 		equalKeys(t, keys, seqRange(int64(150+50*i+1), int64(150+50*i+50)))
 		all = append(all, keys...)
 	}
@@ -101,9 +101,9 @@ func TestPgxHandles(t *testing.T) {
 	noErr(t, tx.Commit(ctx), "commit")
 
 	// A refill on a transaction that has ended fails with pgx's error and hands out nothing.
-	_, err = base.Using(tx).NextN(ctx, 1)
+	_, err = base.WithTx(tx).NextN(ctx, 1)
 	if !errors.Is(err, pgx.ErrTxClosed) {
-		t.Errorf("Using(a committed pgx.Tx).NextN: %v, want pgx.ErrTxClosed", err)
+		t.Errorf("WithTx(a committed pgx.Tx).NextN: %v, want pgx.ErrTxClosed", err)
 	}
 }
 
@@ -140,7 +140,7 @@ func TestPgxRefusals(t *testing.T) {
 
 // TestNotADatabaseHandle: a value that is neither a Querier nor a PgxQuerier is refused
 // by New and Check with a message that names its type and what to pass, and an
-// Allocator that Using gave it fails its refill instead of handing out keys.
+// Allocator that WithTx gave it fails its refill instead of handing out keys.
 func TestNotADatabaseHandle(t *testing.T) {
 	ctx := testContext(t)
 	pool, _ := openPool(t, 0, nil)
@@ -165,8 +165,8 @@ func TestNotADatabaseHandle(t *testing.T) {
 	}
 	a, err := idgen.New(ctx, pool, cfg)
 	noErr(t, err, "New")
-	if _, err := a.Using(notADB{}).Next(ctx); err == nil || !strings.Contains(err.Error(), "idgen_test.notADB") {
-		t.Errorf("Using(notADB{}).Next: %v, want an error naming the type", err)
+	if _, err := a.WithTx(notADB{}).Next(ctx); err == nil || !strings.Contains(err.Error(), "idgen_test.notADB") {
+		t.Errorf("WithTx(notADB{}).Next: %v, want an error naming the type", err)
 	}
 }
 
@@ -200,13 +200,13 @@ func (g *poolGuard) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndD
 
 var _ pgxpool.AcquireTracer = (*poolGuard)(nil)
 
-// TestPgxUsingOneConnection: on a pgx pool with MaxConns=1, inside a pgx.Tx that holds
-// the pool's only connection, alloc.Using(tx).NextN refills on the transaction and
+// TestPgxWithTxOneConnection: on a pgx pool with MaxConns=1, inside a pgx.Tx that holds
+// the pool's only connection, alloc.WithTx(tx).NextN refills on the transaction and
 // completes. The old workaround, an Allocator on stdlib.OpenDBFromPool(pool), and the
 // pool-backed Allocator itself refill through the pool, so they wait for the
 // connection the transaction holds until their context ends: the pool guard makes
 // that wait fail at once, so the test shows it without waiting.
-func TestPgxUsingOneConnection(t *testing.T) {
+func TestPgxWithTxOneConnection(t *testing.T) {
 	ctx := testContext(t)
 	guard := &poolGuard{}
 	pool, _ := openPool(t, 1, guard)
@@ -224,12 +224,12 @@ func TestPgxUsingOneConnection(t *testing.T) {
 	defer func() { _ = tx.Rollback(ctx) }()
 	guard.armed.Store(true)
 
-	keys, err := alloc.Using(tx).NextN(ctx, 500)
+	keys, err := alloc.WithTx(tx).NextN(ctx, 500)
 	if err != nil {
-		t.Fatalf("Using(tx).NextN with the only connection held by tx: %v", err)
+		t.Fatalf("WithTx(tx).NextN with the only connection held by tx: %v", err)
 	}
 	if n := guard.acquires.Load(); n != 0 {
-		t.Fatalf("Using(tx).NextN took a connection from the pool %d times", n)
+		t.Fatalf("WithTx(tx).NextN took a connection from the pool %d times", n)
 	}
 	equalKeys(t, keys, seqRange(1, 500))
 	rows := make([][]any, len(keys))

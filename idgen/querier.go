@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// DB is a database handle that New, Using, Check and CheckOne run idgen's statements on:
+// DB is a database handle that New, WithTx, Check and CheckOne run idgen's statements on:
 // a pool, a connection or a transaction, from database/sql or from pgx. It must be one of
 //
 //   - a Querier: *sql.DB, *sql.Tx, *sql.Conn, GORM's ConnPool (what
@@ -17,7 +17,7 @@ import (
 //     for pgx/v5, or anything else with pgx's Query.
 //
 // A value that is both is used as a Querier. New, Check and CheckOne return an
-// ErrInvalidConfig error for any other value, naming its type; an Allocator that Using
+// ErrInvalidConfig error for any other value, naming its type; an Allocator that WithTx
 // gave one fails every call that needs a refill, saying the same.
 //
 // DB has no methods because the two families share none: database/sql's QueryContext

@@ -35,10 +35,10 @@ type keysErr struct {
 // TestRefillBackendKilled terminates the backend of a refill while its nextval waits:
 // the call fails with the connection's error and hands out nothing, the keys it had
 // taken from memory go back, and the next call works on a new connection. Both refill
-// paths: the shared one on the pool, and Using's on a connection the caller holds.
+// paths: the shared one on the pool, and WithTx's on a connection the caller holds.
 func TestRefillBackendKilled(t *testing.T) {
 	for _, using := range []bool{false, true} {
-		t.Run(map[bool]string{false: "shared refill", true: "Using a held connection"}[using], func(t *testing.T) {
+		t.Run(map[bool]string{false: "shared refill", true: "WithTx on a held connection"}[using], func(t *testing.T) {
 			db, _ := openDB(t)
 			mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
 			a := newAlloc(t, db, "s", 50)
@@ -51,7 +51,7 @@ func TestRefillBackendKilled(t *testing.T) {
 				conn, err := db.Conn(ctx)
 				noErr(t, err, "conn")
 				defer conn.Close()
-				victim = a.Using(conn)
+				victim = a.WithTx(conn)
 			}
 			release := lockSequence(t, ctx, db, "s")
 			done := make(chan keysErr, 1)
@@ -85,11 +85,11 @@ func TestRefillBackendKilled(t *testing.T) {
 // sequence: the call returns the context's error and no key, and once the sequence is
 // free the allocator goes on without losing or repeating a key. The shared refill is
 // not cancelled (other callers may wait for it) and fills the pool when it completes;
-// Using's refill runs with the caller's context on the caller's connection, so its
+// WithTx's refill runs with the caller's context on the caller's connection, so its
 // query is cancelled.
 func TestRefillTimesOut(t *testing.T) {
 	for _, using := range []bool{false, true} {
-		t.Run(map[bool]string{false: "shared refill", true: "Using a transaction"}[using], func(t *testing.T) {
+		t.Run(map[bool]string{false: "shared refill", true: "WithTx on a transaction"}[using], func(t *testing.T) {
 			db, _ := openDB(t)
 			mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
 			a := newAlloc(t, db, "s", 50)
@@ -103,7 +103,7 @@ func TestRefillTimesOut(t *testing.T) {
 				tx, err = db.BeginTx(ctx, nil)
 				noErr(t, err, "begin")
 				defer func() { _ = tx.Rollback() }()
-				victim = a.Using(tx)
+				victim = a.WithTx(tx)
 			}
 			release := lockSequence(t, ctx, db, "s")
 			// The sequence stays locked until the call has returned, so only the

@@ -36,7 +36,7 @@ func TestPinnedToTheSequenceNewResolved(t *testing.T) {
 	noErr(t, err, "begin")
 	defer tx.Rollback()
 	mustExec(t, tx, `SET LOCAL search_path TO t1`)
-	_, err = alloc.Using(tx).NextN(ctx, 10)
+	_, err = alloc.WithTx(tx).NextN(ctx, 10)
 	if !errors.Is(err, idgen.ErrSequenceChanged) {
 		t.Fatalf("NextN through a tx whose search_path resolves s to t1.s: got %v, want ErrSequenceChanged", err)
 	}
@@ -114,7 +114,7 @@ func TestSequenceRecreated(t *testing.T) {
 // TestTenantSchemasKeysInMemory: with schema-per-tenant code (an unqualified name and
 // SET LOCAL search_path per transaction), keys the Allocator holds in memory must not
 // reach a transaction where the name means another tenant's sequence. When sequences
-// of the name exist in several schemas, an Allocator from Using checks on its
+// of the name exist in several schemas, an Allocator from WithTx checks on its
 // Querier, before it hands out a key, that the name resolves to the pinned sequence.
 // A name that only one schema has costs no check.
 func TestTenantSchemasKeysInMemory(t *testing.T) {
@@ -138,13 +138,13 @@ func TestTenantSchemasKeysInMemory(t *testing.T) {
 		f(tx)
 	}
 	inTx("t2", func(tx *sql.Tx) {
-		keys, err := alloc.Using(tx).NextN(ctx, 5)
+		keys, err := alloc.WithTx(tx).NextN(ctx, 5)
 		if !errors.Is(err, idgen.ErrSequenceChanged) || keys != nil {
 			t.Fatalf("NextN where items_id_seq means t2.items_id_seq = %v, %v; want no keys and ErrSequenceChanged", keys, err)
 		}
 	})
 	inTx("public", func(tx *sql.Tx) {
-		keys, err := alloc.Using(tx).NextN(ctx, 5)
+		keys, err := alloc.WithTx(tx).NextN(ctx, 5)
 		noErr(t, err, "NextN where the name means the pinned sequence")
 		equalKeys(t, keys, seqRange(2, 6))
 	})
@@ -154,7 +154,7 @@ func TestTenantSchemasKeysInMemory(t *testing.T) {
 	noErr(t, err, "Next")
 	before := solo.Stats().RoundTrips
 	inTx("public", func(tx *sql.Tx) {
-		_, err := solo.Using(tx).NextN(ctx, 5)
+		_, err := solo.WithTx(tx).NextN(ctx, 5)
 		noErr(t, err, "NextN of a name in one schema only")
 	})
 	if got := solo.Stats().RoundTrips; got != before {

@@ -100,9 +100,9 @@ func TestTimelineChangeDropsBlocks(t *testing.T) {
 	}
 }
 
-// TestTimelineChangeWithUsing: the same through Using, where refills run on the
+// TestTimelineChangeWithTx: the same through WithTx, where refills run on the
 // caller's Querier.
-func TestTimelineChangeWithUsing(t *testing.T) {
+func TestTimelineChangeWithTx(t *testing.T) {
 	db, err := sql.Open("pgx", pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestTimelineChangeWithUsing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	via := a.Using(q)
+	via := a.WithTx(q)
 	if keys, err := via.NextN(ctx, 3); err != nil || len(keys) != 3 {
 		t.Fatalf("NextN(3) = %v, %v", keys, err) // pooled: 1000, then 1001..1050
 	}

@@ -17,7 +17,7 @@ var (
 	// ErrNoSequence is matched (with errors.Is) by the error of Adoption.Up and Down, and of
 	// Adopt, when the column has no sequence to adopt: it is not an identity or serial column,
 	// and its DEFAULT calls nextval on no sequence (or on more than one). Name the sequence
-	// with WithSequence. Nothing was changed.
+	// with AdoptConfig.Sequence. Nothing was changed.
 	ErrNoSequence = errors.New("migrations: column has no sequence")
 
 	// ErrNotAdoptable is matched by the error of Adoption.Up and Down, and of Adopt, when the
@@ -44,7 +44,7 @@ const (
 // in the table, so no block reserved later can contain an existing key. It is the change
 // seqrepo's own migration 00002 makes, for any table, ready for a goose migration:
 //
-//	a, err := migrations.NewAdoption("orders", "id", 50)
+//	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id", AllocationSize: 50})
 //	if err != nil { ... }
 //	m := a.Migration(20250101) // a goose Go migration: goose.WithGoMigrations(m)
 //	up, down := a.SQL()        // or the statements, for a migration of your own
@@ -52,7 +52,7 @@ const (
 //
 // The statements find everything at run time, not when they are generated: which sequence
 // the column uses (the identity or serial sequence, else the one its DEFAULT nextval(...)
-// calls, else the one named with WithSequence), which statement suits it (ALTER TABLE …
+// calls, else the one named by AdoptConfig.Sequence), which statement suits it (ALTER TABLE …
 // ALTER COLUMN … SET INCREMENT BY for an identity column, ALTER SEQUENCE … INCREMENT BY
 // otherwise), and the largest key. So they need no database to be generated, work the same
 // in a Go migration, a goose SQL file or psql, and stay right if the table changed between
@@ -69,7 +69,7 @@ const (
 // and moves the sequence past both max(key) and the end of the last block reserved
 // (last_value+size-1, capped at MAXVALUE), which a writer may still be filling, so keys from
 // DEFAULT never collide with either. Up also records the configuration on the sequence, as a
-// line "seqrepo: pooled-lo 50" (idgen.Config.Marker; see WithOptimizer) in its COMMENT, so that
+// line "seqrepo: pooled-lo 50" (idgen.Config.Marker; see AdoptConfig.Optimizer) in its COMMENT, so that
 // idgen.New refuses writers configured otherwise in any process; Down removes that line.
 // Other lines of the comment are kept. Both read last_value and is_called from the sequence
 // itself and only ever move it forward: a sequence jumped ahead stays ahead. Both are safe to
@@ -83,93 +83,94 @@ type Adoption struct {
 	up, down, file string
 }
 
-// AdoptOption configures NewAdoption and Adopt; NewAdoption checks the names it sets. Options
-// are pure functions, safe for concurrent use.
-type AdoptOption func(*adoptConfig)
-
-type adoptConfig struct {
-	schema                  string
-	seqSchema, seq          string
-	table, column           string
-	allocationSize          int
-	sequenceGivenExplicitly bool
-	optimizer               idgen.Optimizer
+// AdoptConfig says which table's key to adopt and how. Table, Column and AllocationSize
+// are required; the other fields' zero values are the defaults. Every name is an exact
+// identifier, never case-folded or split: "Orders" is the table Orders, not orders, and
+// a dot is part of the name (use Schema). NewAdoption validates it, reporting every
+// problem at once. An AdoptConfig is a plain value, safe to copy and share.
+type AdoptConfig struct {
+	// Table is the table whose key is adopted.
+	Table string
+	// Column is its key column.
+	Column string
+	// AllocationSize is the idgen tag's allocationSize: the INCREMENT Up sets. It must
+	// be 1 or more.
+	AllocationSize int
+	// Schema is the table's schema. Empty (the default) finds the table on the
+	// search_path when the statements run.
+	Schema string
+	// Sequence names the sequence to adopt, for a key whose sequence the statements
+	// cannot find themselves (say, one the application calls nextval on explicitly).
+	// Empty (the default) finds it at run time: the identity or serial sequence, else the
+	// one the column's DEFAULT nextval(...) calls.
+	Sequence string
+	// SequenceSchema is Sequence's schema; empty finds Sequence on the search_path. It
+	// is only valid with Sequence.
+	SequenceSchema string
+	// Optimizer is the optimizer the sequence's writers use (the idgen tag's
+	// optimizer), for the marker Up records on the sequence; the zero value is
+	// idgen.PooledLo.
+	Optimizer idgen.Optimizer
 }
 
-// WithSchema names the table's schema, exactly as written (no case folding). Without it,
-// the table is found on the search_path when the statements run.
-func WithSchema(schema string) AdoptOption {
-	return func(c *adoptConfig) { c.schema = schema }
-}
-
-// WithSequence names the sequence to adopt, for a key whose sequence the statements cannot
-// find themselves (say, one that the application calls nextval on explicitly). schema may be
-// empty (the search_path); both names are exact.
-func WithSequence(schema, name string) AdoptOption {
-	return func(c *adoptConfig) {
-		c.seqSchema, c.seq, c.sequenceGivenExplicitly = schema, name, true
-	}
-}
-
-// WithOptimizer names the optimizer the sequence's writers use (the idgen tag's
-// optimizer; idgen.PooledLo when not given), for the marker Up records on the sequence.
-func WithOptimizer(opt idgen.Optimizer) AdoptOption {
-	return func(c *adoptConfig) { c.optimizer = opt }
-}
-
-// NewAdoption returns the Adoption of table's key column with the given allocation size
-// (the idgen tag's allocationSize). table, column and the names in opts are exact
-// identifiers: "Orders" is the table Orders, not orders, and a dot is part of the name (use
-// WithSchema). NewAdoption only checks its arguments; it asks no database. Its errors match
-// ErrInvalidAdoption.
-func NewAdoption(table, column string, allocationSize int, opts ...AdoptOption) (*Adoption, error) {
-	c := adoptConfig{table: table, column: column, allocationSize: allocationSize}
-	for _, opt := range opts {
-		opt(&c)
-	}
+// validate reports every invalid field of c at once, each naming the field, as an error
+// matching ErrInvalidAdoption.
+func (c AdoptConfig) validate() error {
 	var problems []string
-	check := func(what, name string) {
-		if err := checkIdentifier(what, name); err != nil {
+	check := func(field, name string) {
+		if err := checkIdentifier(field, name); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
-	check("table", c.table)
-	check("column", c.column)
-	if c.schema != "" {
-		check("schema", c.schema)
+	check("Table", c.Table)
+	check("Column", c.Column)
+	if c.Schema != "" {
+		check("Schema", c.Schema)
 	}
-	if c.sequenceGivenExplicitly {
-		check("sequence", c.seq)
-		if c.seqSchema != "" {
-			check("sequence schema", c.seqSchema)
+	if c.Sequence != "" {
+		check("Sequence", c.Sequence)
+	}
+	if c.SequenceSchema != "" {
+		if c.Sequence == "" {
+			problems = append(problems, "SequenceSchema is set without Sequence; name the sequence too, or leave both empty to find it at run time")
+		} else {
+			check("SequenceSchema", c.SequenceSchema)
 		}
 	}
-	if c.allocationSize < 1 {
-		problems = append(problems, fmt.Sprintf("allocation size is %d, want 1 or more", c.allocationSize))
+	if c.AllocationSize < 1 {
+		problems = append(problems, fmt.Sprintf("AllocationSize is %d; use the idgen tag's allocationSize, 1 or more", c.AllocationSize))
 	}
-	if c.optimizer != idgen.PooledLo && c.optimizer != idgen.Pooled {
-		problems = append(problems, fmt.Sprintf("unknown optimizer %d", int(c.optimizer)))
+	if c.Optimizer != idgen.PooledLo && c.Optimizer != idgen.Pooled {
+		problems = append(problems, fmt.Sprintf("Optimizer is %d; use idgen.PooledLo or idgen.Pooled", int(c.Optimizer)))
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidAdoption, strings.Join(problems, "; "))
+		return fmt.Errorf("%w: %s", ErrInvalidAdoption, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// NewAdoption returns the Adoption that cfg describes. It only validates cfg; it asks no
+// database. Its errors match ErrInvalidAdoption.
+func NewAdoption(cfg AdoptConfig) (*Adoption, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	a := &Adoption{
-		table:  quoteQualified(c.schema, c.table),
-		column: quoteIdent(c.column),
-		size:   c.allocationSize,
+		table:  quoteQualified(cfg.Schema, cfg.Table),
+		column: quoteIdent(cfg.Column),
+		size:   cfg.AllocationSize,
 	}
-	a.up = adoptionStatement(c, true)
-	a.down = adoptionStatement(c, false)
+	a.up = adoptionStatement(cfg, true)
+	a.down = adoptionStatement(cfg, false)
 	a.file = a.gooseFile()
 	return a, nil
 }
 
-// Adopt runs NewAdoption(table, column, allocationSize, opts...).Up in tx: the one-line form
-// for a goose Go migration's up function. Invalid arguments are reported (ErrInvalidAdoption)
-// before tx is used. Like any use of a *sql.Tx, it must not run concurrently with other
-// statements on the same tx.
-func Adopt(ctx context.Context, tx *sql.Tx, table, column string, allocationSize int, opts ...AdoptOption) error {
-	a, err := NewAdoption(table, column, allocationSize, opts...)
+// Adopt runs NewAdoption(cfg).Up in tx: the one-line form for a goose Go migration's up
+// function. An invalid cfg is reported (ErrInvalidAdoption) before tx is used. Like any
+// use of a *sql.Tx, it must not run concurrently with other statements on the same tx.
+func Adopt(ctx context.Context, tx *sql.Tx, cfg AdoptConfig) error {
+	a, err := NewAdoption(cfg)
 	if err != nil {
 		return err
 	}
@@ -247,14 +248,14 @@ func (a *Adoption) gooseFile() string {
 // adoptionStatement renders the DO statement for one direction. Every name appears once, as
 // a string literal in the DECLARE section; the body passes them to format's %I, or as
 // regclass values (printed quoted), and to catalog functions as values.
-func adoptionStatement(c adoptConfig, up bool) string {
+func adoptionStatement(c AdoptConfig, up bool) string {
 	named := "NULL"
-	if c.sequenceGivenExplicitly {
-		named = quoteLiteral(quoteQualified(c.seqSchema, c.seq))
+	if c.Sequence != "" {
+		named = quoteLiteral(quoteQualified(c.SequenceSchema, c.Sequence))
 	}
 	var body strings.Builder
-	marker := idgen.Config{AllocationSize: c.allocationSize, Optimizer: c.optimizer}.Marker()
-	fmt.Fprintf(&body, adoptDeclare, quoteLiteral(quoteQualified(c.schema, c.table)), quoteLiteral(c.column), named, c.allocationSize, quoteLiteral(marker))
+	marker := idgen.Config{AllocationSize: c.AllocationSize, Optimizer: c.Optimizer}.Marker()
+	fmt.Fprintf(&body, adoptDeclare, quoteLiteral(quoteQualified(c.Schema, c.Table)), quoteLiteral(c.Column), named, c.AllocationSize, quoteLiteral(marker))
 	body.WriteString(adoptResolve)
 	if up {
 		body.WriteString(adoptUp)
@@ -330,13 +331,13 @@ const adoptResolve = `	IF current_setting('transaction_isolation') <> 'read comm
 		IF n > 1 THEN
 			RAISE EXCEPTION USING ERRCODE = 'SR001',
 				MESSAGE = format('seqrepo: the DEFAULT of column %I of %s uses %s sequences', col, tbl, n),
-				HINT = 'Name the one to adopt (migrations.WithSequence).';
+				HINT = 'Name the one to adopt (migrations.AdoptConfig.Sequence).';
 		END IF;
 	END IF;
 	IF seq IS NULL THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR001',
 			MESSAGE = format('seqrepo: column %I of %s has no sequence: it is not an identity or serial column, and its DEFAULT does not call nextval', col, tbl),
-			HINT = 'Name the sequence (migrations.WithSequence), or create one.';
+			HINT = 'Name the sequence (migrations.AdoptConfig.Sequence), or create one.';
 	END IF;
 	SELECT s.seqincrement, s.seqstart, s.seqmin, s.seqmax INTO incr, start, minv, maxv
 	FROM pg_sequence AS s WHERE s.seqrelid = seq;

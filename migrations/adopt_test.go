@@ -41,11 +41,11 @@ func inTx(t *testing.T, db *sql.DB, f func(*sql.Tx) error) error {
 // adoptionCase is a table whose key comes from a sequence of some kind.
 type adoptionCase struct {
 	name    string
-	setup   []string // creates the table (id bigint key, note text) and fills it
-	table   string   // exact name
-	seq     string   // regclass text of the key sequence
-	opts    []migrations.AdoptOption
-	nextSQL string // inserts one row with a key the way the application does
+	setup   []string               // creates the table (id bigint key, note text) and fills it
+	table   string                 // exact name
+	seq     string                 // regclass text of the key sequence
+	cfg     migrations.AdoptConfig // Schema and Sequence, when the case needs them
+	nextSQL string                 // inserts one row with a key the way the application does
 }
 
 func adoptionCases() []adoptionCase {
@@ -87,7 +87,7 @@ func adoptionCases() []adoptionCase {
 			`INSERT INTO named (id, note) VALUES (1000, 'explicit')`,
 		},
 		table: "named", seq: `"Seqs".app_seq`,
-		opts:    []migrations.AdoptOption{migrations.WithSequence("Seqs", "app_seq")},
+		cfg:     migrations.AdoptConfig{SequenceSchema: "Seqs", Sequence: "app_seq"},
 		nextSQL: `INSERT INTO named (id, note) VALUES (nextval('"Seqs".app_seq'), 'app')`,
 	}, {
 		name: "in a schema, never used, explicit keys only",
@@ -97,7 +97,7 @@ func adoptionCases() []adoptionCase {
 			`INSERT INTO "Ingest"."Orders" ("ID", note) VALUES (1000, 'explicit'), (3, 'explicit')`,
 		},
 		table: "Orders", seq: `"Ingest"."Orders_ID_seq"`,
-		opts:    []migrations.AdoptOption{migrations.WithSchema("Ingest")},
+		cfg:     migrations.AdoptConfig{Schema: "Ingest"},
 		nextSQL: `INSERT INTO "Ingest"."Orders" (note) VALUES ('default')`,
 	}}
 }
@@ -130,7 +130,9 @@ func TestAdoption(t *testing.T) {
 			}
 			before := keys()
 
-			a, err := migrations.NewAdoption(c.table, column, 50, c.opts...)
+			cfg := c.cfg
+			cfg.Table, cfg.Column, cfg.AllocationSize = c.table, column, 50
+			a, err := migrations.NewAdoption(cfg)
 			require.NoError(t, err)
 			require.NoError(t, inTx(t, db, func(tx *sql.Tx) error { return a.Up(ctx, tx) }))
 			inc, last := seqState(t, db, c.seq)
@@ -188,7 +190,7 @@ func TestAdoptionQuotesNames(t *testing.T) {
 	require.NoError(t, db.QueryRowContext(ctx, `SELECT pg_get_serial_sequence(format('%I.%I', $1::text, $2::text), $3)`, schema, table, column).Scan(&seq))
 	require.NotEmpty(t, seq)
 
-	a, err := migrations.NewAdoption(table, column, 50, migrations.WithSchema(schema))
+	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: table, Column: column, AllocationSize: 50, Schema: schema})
 	require.NoError(t, err)
 	up, down := a.SQL()
 	assert.NotContains(t, up, "\n-- +goose", "no name starts a line")
@@ -232,32 +234,33 @@ func TestAdoptionQuotesNames(t *testing.T) {
 func TestNewAdoptionRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 64)
+	type cfg = migrations.AdoptConfig
 	for _, c := range []struct {
-		name          string
-		table, column string
-		size          int
-		opts          []migrations.AdoptOption
-		want          []string
+		name string
+		cfg  migrations.AdoptConfig
+		want []string
 	}{
-		{"empty table", "", "id", 50, nil, []string{"table is empty"}},
-		{"empty column", "t", "", 50, nil, []string{"column is empty"}},
-		{"size 0", "t", "id", 0, nil, []string{"allocation size is 0"}},
-		{"negative size", "t", "id", -50, nil, []string{"allocation size is -50"}},
-		{"NUL", "t\x00", "id", 50, nil, []string{"NUL"}},
-		{"too long", long, "id", 50, nil, []string{"64 bytes"}},
-		{"empty sequence", "t", "id", 50, []migrations.AdoptOption{migrations.WithSequence("", "")}, []string{"sequence is empty"}},
-		{"bad schema", "t", "id", 50, []migrations.AdoptOption{migrations.WithSchema(long)}, []string{"schema"}},
-		{"everything", "", "", 0, nil, []string{"table is empty", "column is empty", "allocation size is 0"}},
+		{"empty table", cfg{Column: "id", AllocationSize: 50}, []string{"Table is empty"}},
+		{"empty column", cfg{Table: "t", AllocationSize: 50}, []string{"Column is empty"}},
+		{"size 0", cfg{Table: "t", Column: "id"}, []string{"AllocationSize is 0"}},
+		{"negative size", cfg{Table: "t", Column: "id", AllocationSize: -50}, []string{"AllocationSize is -50"}},
+		{"NUL", cfg{Table: "t\x00", Column: "id", AllocationSize: 50}, []string{"NUL"}},
+		{"too long", cfg{Table: long, Column: "id", AllocationSize: 50}, []string{"64 bytes"}},
+		{"sequence schema without sequence", cfg{Table: "t", Column: "id", AllocationSize: 50, SequenceSchema: "s"}, []string{"SequenceSchema is set without Sequence"}},
+		{"bad sequence", cfg{Table: "t", Column: "id", AllocationSize: 50, Sequence: "s\x00"}, []string{"Sequence", "NUL"}},
+		{"bad schema", cfg{Table: "t", Column: "id", AllocationSize: 50, Schema: long}, []string{"Schema"}},
+		{"bad optimizer", cfg{Table: "t", Column: "id", AllocationSize: 50, Optimizer: 7}, []string{"Optimizer is 7"}},
+		{"everything", cfg{}, []string{"Table is empty", "Column is empty", "AllocationSize is 0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a, err := migrations.NewAdoption(c.table, c.column, c.size, c.opts...)
+			a, err := migrations.NewAdoption(c.cfg)
 			assert.Nil(t, a)
 			require.ErrorIs(t, err, migrations.ErrInvalidAdoption)
 			for _, w := range c.want {
 				assert.Contains(t, err.Error(), w)
 			}
 			// Adopt checks before it touches the transaction: a nil one is never used.
-			assert.ErrorIs(t, migrations.Adopt(t.Context(), nil, c.table, c.column, c.size, c.opts...), migrations.ErrInvalidAdoption)
+			assert.ErrorIs(t, migrations.Adopt(t.Context(), nil, c.cfg), migrations.ErrInvalidAdoption)
 		})
 	}
 }
@@ -290,7 +293,7 @@ func TestAdoptionErrors(t *testing.T) {
 	for _, c := range []struct {
 		name          string
 		table, column string
-		opts          []migrations.AdoptOption
+		sequence      string
 		isolation     sql.IsolationLevel
 		sentinel      error
 		sqlState      string
@@ -304,11 +307,11 @@ func TestAdoptionErrors(t *testing.T) {
 		{name: "repeatable read", table: "ok", column: "id", isolation: sql.LevelRepeatableRead, sentinel: migrations.ErrNotAdoptable, want: "READ COMMITTED"},
 		{name: "missing table", table: "nope", column: "id", sqlState: "42P01"},
 		{name: "missing column", table: "ok", column: "ID", sqlState: "42703"},
-		{name: "named relation is a table", table: "nokey", column: "id", opts: []migrations.AdoptOption{migrations.WithSequence("", "ok")}, sqlState: "42809"},
-		{name: "missing named sequence", table: "nokey", column: "id", opts: []migrations.AdoptOption{migrations.WithSequence("", "nope")}, sqlState: "42P01"},
+		{name: "named relation is a table", table: "nokey", column: "id", sequence: "ok", sqlState: "42809"},
+		{name: "missing named sequence", table: "nokey", column: "id", sequence: "nope", sqlState: "42P01"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a, err := migrations.NewAdoption(c.table, c.column, 50, c.opts...)
+			a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: c.table, Column: c.column, AllocationSize: 50, Sequence: c.sequence})
 			require.NoError(t, err)
 			for _, run := range []func(context.Context, *sql.Tx) error{a.Up, a.Down} {
 				tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: c.isolation})
@@ -333,7 +336,7 @@ func TestAdoptionErrors(t *testing.T) {
 		})
 	}
 
-	a, err := migrations.NewAdoption("ok", "id", 50)
+	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "ok", Column: "id", AllocationSize: 50})
 	require.NoError(t, err)
 	assert.ErrorContains(t, a.Up(ctx, nil), "nil transaction")
 }
@@ -347,7 +350,7 @@ func TestAdoptionAsGoMigration(t *testing.T) {
 		`CREATE TABLE lines (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY)`,
 		`INSERT INTO orders (id) VALUES (500)`,
 	)
-	a, err := migrations.NewAdoption("orders", "id", 20)
+	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id", AllocationSize: 20})
 	require.NoError(t, err)
 	// A user's own migrations: one built from an Adoption, one calling Adopt.
 	p, err := goose.NewProvider(goose.DialectPostgres, db, nil,
@@ -356,7 +359,7 @@ func TestAdoptionAsGoMigration(t *testing.T) {
 			a.Migration(1),
 			goose.NewGoMigration(2,
 				&goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
-					return migrations.Adopt(ctx, tx, "lines", "id", 30)
+					return migrations.Adopt(ctx, tx, migrations.AdoptConfig{Table: "lines", Column: "id", AllocationSize: 30})
 				}},
 				nil),
 		))

@@ -37,7 +37,7 @@
 // Adoption produces the same change as 00002 for any table, to put in a goose migration of
 // one's own, as a Go migration or a SQL file:
 //
-//	a, err := migrations.NewAdoption("orders", "id", 50)
+//	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id", AllocationSize: 50})
 //	if err != nil { ... }
 //	p, err := goose.NewProvider(goose.DialectPostgres, db, myFS,
 //		goose.WithGoMigrations(a.Migration(42)))

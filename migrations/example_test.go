@@ -3,11 +3,13 @@ package migrations_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/seqrepo/seqrepo/idgen"
 	"github.com/seqrepo/seqrepo/migrations"
 	"github.com/seqrepo/seqrepo/models"
 )
@@ -58,7 +60,7 @@ func ExampleAdoption_Migration() {
 	}
 
 	// The application's goose migrations include the adoption of seqrepo on invoices.
-	adopt, err := migrations.NewAdoption("invoices", "id", 50)
+	adopt, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "invoices", Column: "id", AllocationSize: 50})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -85,4 +87,41 @@ func ExampleAdoption_Migration() {
 	}
 	fmt.Printf("INCREMENT %d, next block starts at %d\n", increment, last+increment)
 	// Output: INCREMENT 50, next block starts at 750
+}
+
+func ExampleValidate() {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", exampleDSN)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+	if err := migrations.Up(ctx, db); err != nil {
+		fmt.Println(err)
+		return
+	}
+	// A table of the application's own whose sequence still has INCREMENT 1.
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS receipts (id bigserial PRIMARY KEY)`); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// At startup: every problem at once, in one *idgen.CheckError with one
+	// *idgen.KeyError per model; its Hint is the migrations.NewAdoption call that fixes it.
+	err = migrations.Validate(ctx, db, &models.Commit{}, &Receipt{})
+	var check *idgen.CheckError
+	var key *idgen.KeyError
+	fmt.Println(errors.As(err, &check), len(check.Problems))
+	fmt.Println(errors.As(err, &key), key.Table, key.Column)
+	fmt.Println(errors.Is(err, idgen.ErrIncrementMismatch))
+	// Output:
+	// true 1
+	// true receipts id
+	// true
+}
+
+// Receipt's key is a bigserial column: its tag names no sequence, so the column's own.
+type Receipt struct {
+	ID int64 `gorm:"primaryKey" idgen:"allocationSize:50"`
 }

@@ -46,7 +46,7 @@ type seqPath struct {
 
 func seqPaths() []seqPath {
 	archive := `CREATE TABLE archive (id bigint PRIMARY KEY)`
-	adoption, err := migrations.NewAdoption("orders", "id", 50)
+	adoption, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id", AllocationSize: 50})
 	if err != nil {
 		panic(err)
 	}

@@ -52,7 +52,7 @@ func TestAdoptionMarksSequence(t *testing.T) {
 	_, err := db.ExecContext(ctx, `CREATE TABLE orders (id bigserial PRIMARY KEY);
 		COMMENT ON SEQUENCE orders_id_seq IS 'owned by the billing team'`)
 	require.NoError(t, err)
-	a, err := migrations.NewAdoption("orders", "id", 50, migrations.WithOptimizer(idgen.Pooled))
+	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id", AllocationSize: 50, Optimizer: idgen.Pooled})
 	require.NoError(t, err)
 	require.NoError(t, inTx(t, db, func(tx *sql.Tx) error { return a.Up(ctx, tx) }))
 	assert.Equal(t, "seqrepo: pooled 50\nowned by the billing team", sequenceComment(t, db, "orders_id_seq").String)
@@ -69,6 +69,6 @@ func TestAdoptionMarksSequence(t *testing.T) {
 	require.NoError(t, inTx(t, db, func(tx *sql.Tx) error { return a.Down(ctx, tx) }))
 	assert.Equal(t, "owned by the billing team", sequenceComment(t, db, "orders_id_seq").String)
 
-	_, err = migrations.NewAdoption("orders", "id", 50, migrations.WithOptimizer(idgen.Optimizer(9)))
+	_, err = migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id", AllocationSize: 50, Optimizer: idgen.Optimizer(9)})
 	assert.ErrorIs(t, err, migrations.ErrInvalidAdoption)
 }

@@ -110,7 +110,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		"migrations_test.mismatchModel.ID (table mismatch_models, column id, sequence inc_seq)", "INCREMENT 1", "AllocationSize is 50",
-		`fix: migrations.NewAdoption("mismatch_models", "id", 50)`,
+		`fix: migrations.NewAdoption(migrations.AdoptConfig{Table: "mismatch_models", Column: "id", AllocationSize: 50})`,
 		"migrations_test.missingModel.ID (table missing_models, column id, sequence missing_seq)",
 		"migrations_test.cycleModel.ID (table cycle_models, column id, sequence cycle_seq)",
 		"migrations_test.twoKeysModel", "(A, B)",

@@ -22,7 +22,7 @@ const AutoMigrateLockID int64 = 0x7365717265706f31
 // every keyed model among models ready for seqrepo: INCREMENT equal to the allocation
 // size, and the next block above max(key) and above every value the sequence handed out
 // before. A model is keyed when its primary key has an idgen tag, or when the Plugin
-// registered on db keys it by WithAutoKeys (without a Plugin, only tagged models are).
+// registered on db keys it by PluginConfig.AutoKeys (without a Plugin, only tagged models are).
 // GORM's AutoMigrate makes bigserial keys whose sequences have INCREMENT 1; after
 // AutoMigrate they validate (Plugin.Validate, migrations.Validate).
 //
@@ -107,15 +107,13 @@ func adoptKey(ctx context.Context, tx *sql.Tx, p *Plugin, s *schema.Schema) erro
 	case err == nil:
 		return nil
 	case auto && errors.Is(err, idgen.ErrNoColumnSequence):
-		return nil // WithAutoKeys leaves it to GORM
+		return nil // PluginConfig.AutoKeys leaves it to GORM
 	case !errors.Is(err, idgen.ErrIncrementMismatch) && !errors.Is(err, idgen.ErrSequenceBehind):
 		return fmt.Errorf("repo: AutoMigrate: model %s (table %s, key %s): %w", m.name(), s.Table, column, err)
 	}
-	var opts []migrations.AdoptOption
-	table := s.Table
-	if sch, name, ok := strings.Cut(table, "."); ok {
-		table = name
-		opts = append(opts, migrations.WithSchema(sch))
+	ac := migrations.AdoptConfig{Table: s.Table, Column: column, AllocationSize: cfg.AllocationSize, Optimizer: cfg.Optimizer}
+	if sch, name, ok := strings.Cut(s.Table, "."); ok {
+		ac.Schema, ac.Table = sch, name
 	}
 	if m.cfg.Sequence != "" {
 		// The tag names the sequence: adopt that one, by its exact names.
@@ -124,9 +122,9 @@ func adoptKey(ctx context.Context, tx *sql.Tx, p *Plugin, s *schema.Schema) erro
 			JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass`, cfg.Sequence).Scan(&seqSchema, &seqName); err != nil {
 			return fmt.Errorf("repo: AutoMigrate: model %s: find sequence %s: %w", m.name(), cfg.Sequence, err)
 		}
-		opts = append(opts, migrations.WithSequence(seqSchema, seqName))
+		ac.SequenceSchema, ac.Sequence = seqSchema, seqName
 	}
-	a, err := migrations.NewAdoption(table, column, cfg.AllocationSize, opts...)
+	a, err := migrations.NewAdoption(ac)
 	if err != nil {
 		return fmt.Errorf("repo: AutoMigrate: model %s: %w", m.name(), err)
 	}

@@ -14,9 +14,14 @@
 //	}
 //
 //	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{})
-//	if err := db.Use(repo.NewPlugin(repo.WithValidation(&Commit{}))); err != nil {
+//	if err := db.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: []any{&Commit{}}})); err != nil {
 //		return err // a missing sequence, or INCREMENT ≠ allocationSize, fails here
 //	}
+//
+// repo.NewPlugin() is the same without checks at startup. PluginConfig also sets an
+// allocation size for every model (AllocationSize) and keys untagged models with a
+// sequence of their own (AutoKeys). The problems Validate finds come back as one
+// *idgen.CheckError, the type idgen.Check and migrations.Validate return too.
 //
 // From then on every create of a tagged model gets its keys before the INSERT: one
 // nextval reserves a block of 50 keys, and a statement's rows take all their keys in at
@@ -27,7 +32,7 @@
 // RETURNING of integer keys either way, without touching GORM's cached schema.)
 //
 // Keys are allocated on the statement's own connection: from the allocator shared by
-// the *gorm.DB on the pool, and through Allocator.Using inside a transaction, so that a
+// the *gorm.DB on the pool, and through Allocator.WithTx inside a transaction, so that a
 // transaction holding the pool's last connection never waits for another.
 //
 // # Repositories
@@ -35,7 +40,7 @@
 // A Repository[T] offers domain-level methods over one tagged model; for anything else,
 // DB returns the *gorm.DB:
 //
-//	commits, err := repo.New[Commit](db)
+//	commits, err := repo.New[Commit](db) // or repo.NewWithConfig[Commit](db, repo.Config{BatchSize: 1000})
 //	err = commits.CreateAll(ctx, rows)  // batched INSERTs, ≤ 65,535 parameters each, all or nothing
 //	err = commits.Copy(ctx, rows)       // keys first, then one COPY
 //	n, err := commits.CopySeq(ctx, seq, nil) // millions of rows in bounded memory

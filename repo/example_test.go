@@ -2,11 +2,13 @@ package repo_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"slices"
 	"time"
 
+	"github.com/seqrepo/seqrepo/idgen"
 	"github.com/seqrepo/seqrepo/models"
 	"github.com/seqrepo/seqrepo/repo"
 	"gorm.io/driver/postgres"
@@ -33,7 +35,7 @@ func ExamplePlugin() {
 		log.Fatal(err)
 	}
 	// Check every model's sequence now, then assign keys before every create.
-	if err := db.Use(repo.NewPlugin(repo.WithValidation(models.All()...))); err != nil {
+	if err := db.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: models.All()})); err != nil {
 		log.Fatal(err)
 	}
 
@@ -86,7 +88,8 @@ func ExampleRepository_Copy() {
 		log.Fatal(err)
 	}
 
-	commits, err := repo.New[models.Commit](db)
+	// repo.New uses the defaults; NewWithConfig sets the rows per COPY or INSERT.
+	commits, err := repo.NewWithConfig[models.Commit](db, repo.Config{BatchSize: 5000})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -175,4 +178,168 @@ func ExampleAutoMigrate() {
 	}
 	fmt.Println(inv.ID, inv.Lines[0].ID, inv.Lines[1].ID, inv.Lines[1].InvoiceID == inv.ID)
 	// Output: 1 1 2 true
+}
+
+func ExampleInTx() {
+	ctx := context.Background()
+	db := openExample()
+	repos, err := repo.New[models.Repository](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	authors, err := repo.New[models.Author](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	commits, err := repo.New[models.Commit](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	project := models.Repository{Name: "intx-example", URL: "https://example.com/t.git"}
+	author := models.Author{Email: "barbara@intx.example", Name: "Barbara"}
+	at := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	// One transaction on one held connection; WithTx binds each Repository to it.
+	err = repo.InTx(ctx, db, func(tx *gorm.DB) error {
+		if err := repos.WithTx(tx).Create(ctx, &project); err != nil {
+			return err
+		}
+		if err := authors.WithTx(tx).Create(ctx, &author); err != nil {
+			return err
+		}
+		rows := []models.Commit{
+			{RepositoryID: project.ID, AuthorID: author.ID, SHA: fmt.Sprintf("%040x", 1), Message: "first", AuthoredAt: at, CommittedAt: at},
+			{RepositoryID: project.ID, AuthorID: author.ID, SHA: fmt.Sprintf("%040x", 2), Message: "second", AuthoredAt: at, CommittedAt: at},
+		}
+		return commits.WithTx(tx).Copy(ctx, rows) // COPY inside the same transaction
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var n int64
+	if err := db.Model(&models.Commit{}).Where("repository_id = ?", project.ID).Count(&n).Error; err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("committed:", n, "commits")
+
+	// An error from fn rolls everything back, the rows written before it included.
+	failed := models.Repository{Name: "intx-rolled-back", URL: "https://example.com/r.git"}
+	err = repo.InTx(ctx, db, func(tx *gorm.DB) error {
+		if err := repos.WithTx(tx).Create(ctx, &failed); err != nil {
+			return err
+		}
+		return errors.New("changed my mind")
+	})
+	_, getErr := repos.Get(ctx, failed.ID)
+	fmt.Println("rolled back:", err, errors.Is(getErr, repo.ErrNotFound))
+	// Output:
+	// committed: 2 commits
+	// rolled back: changed my mind true
+}
+
+func ExampleRepository_CopySeq() {
+	ctx := context.Background()
+	db := openExample()
+	project := models.Repository{Name: "copyseq-example", URL: "https://example.com/s.git"}
+	author := models.Author{Email: "ken@copyseq.example", Name: "Ken"}
+	if err := db.Create(&project).Error; err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Create(&author).Error; err != nil {
+		log.Fatal(err)
+	}
+	commits, err := repo.NewWithConfig[models.Commit](db, repo.Config{BatchSize: 1000})
+	if err != nil {
+		log.Fatal(err)
+	}
+	at := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	// Rows made one at a time, say while reading a file: memory holds one batch.
+	seq := func(yield func(models.Commit, error) bool) {
+		for i := range 2500 {
+			c := models.Commit{RepositoryID: project.ID, AuthorID: author.ID,
+				SHA: fmt.Sprintf("%040x", i), Message: "change", AuthoredAt: at, CommittedAt: at}
+			if !yield(c, nil) {
+				return
+			}
+		}
+	}
+	var batches []int
+	n, err := commits.CopySeq(ctx, seq, func(batch []models.Commit) error {
+		batches = append(batches, len(batch)) // keys are set; the slice is reused
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, batches)
+	// Output: 2500 [1000 1000 500]
+}
+
+// Sprocket's sequence was made with INCREMENT 10, but its tag says allocationSize 50.
+type Sprocket struct {
+	ID   int64 `gorm:"primaryKey" idgen:"sequence:sprockets_id_seq;allocationSize:50"`
+	Name string
+}
+
+func ExamplePluginConfig() {
+	db, err := gorm.Open(postgres.Open(exampleDSN), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Exec(`CREATE SEQUENCE IF NOT EXISTS sprockets_id_seq INCREMENT 10;
+		CREATE TABLE IF NOT EXISTS sprockets (id bigint PRIMARY KEY, name text)`).Error; err != nil {
+		log.Fatal(err)
+	}
+
+	// At startup: check every model's sequence before the plugin is registered.
+	err = db.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: []any{&models.Commit{}, &Sprocket{}}}))
+
+	// One error type lists every problem: *idgen.CheckError, with one *idgen.KeyError
+	// per model, as migrations.Validate and idgen.Check return.
+	var check *idgen.CheckError
+	var key *idgen.KeyError
+	fmt.Println(errors.As(err, &check), len(check.Problems))
+	fmt.Println(errors.As(err, &key), key.Model, key.Table, key.Sequence)
+	fmt.Println(errors.Is(err, idgen.ErrIncrementMismatch))
+	// Output:
+	// true 1
+	// true repo_test.Sprocket sprockets sprockets_id_seq
+	// true
+}
+
+func ExampleDuplicateKeyError() {
+	ctx := context.Background()
+	db := openExample()
+	authors, err := repo.New[models.Author](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	rows := []models.Author{
+		{Email: "alan@errors.example", Name: "Alan"},
+		{Email: "alan@errors.example", Name: "Alan Turing"},
+	}
+	// The batch violates authors_email_key: nothing is written, and the keys it took
+	// are taken back out of rows.
+	err = authors.CreateAll(ctx, rows)
+	var dup *repo.DuplicateKeyError
+	if errors.As(err, &dup) {
+		fmt.Println(dup.Table, dup.Constraint, rows[0].ID)
+	}
+	fmt.Println(errors.Is(err, gorm.ErrDuplicatedKey))
+	// Output:
+	// authors authors_email_key 0
+	// true
+}
+
+func ExampleErrNotFound() {
+	ctx := context.Background()
+	db := openExample()
+	authors, err := repo.New[models.Author](db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = authors.Get(ctx, -1)
+	// It matches GORM's sentinel too, so code written against GORM keeps working.
+	fmt.Println(errors.Is(err, repo.ErrNotFound), errors.Is(err, gorm.ErrRecordNotFound))
+	// Output: true true
 }

@@ -84,7 +84,7 @@ func TestUpsertEveryExecMode(t *testing.T) {
 
 func checkExecMode(t *testing.T, db *gorm.DB) {
 	ctx := context.Background()
-	r := newRepo[ModeRow](t, db, repo.WithBatchSize(3)) // more than one batch: Upsert sorts its rows first
+	r := newRepo[ModeRow](t, db, repo.Config{BatchSize: 3}) // more than one batch: Upsert sorts its rows first
 	at := time.Date(2024, 2, 29, 13, 14, 15, 123456789, time.UTC)
 	odd := `a"b\c,{} NULL`
 	row := func(code string, n int) ModeRow {

@@ -62,7 +62,7 @@ func docRows(t *testing.T, db *gorm.DB) map[string]string {
 func TestRepositoryArrayColumns(t *testing.T) {
 	ctx := context.Background()
 	db, _, _ := fixOpen(t, gorm.Config{}, 0, docSchema)
-	r := newRepo[Doc](t, db, repo.WithBatchSize(2))
+	r := newRepo[Doc](t, db, repo.Config{BatchSize: 2})
 	doc := func(slug string) Doc {
 		return Doc{Slug: slug, Tags: StrArr{"x", "a,b", `q"d`}, Words: []string{"{w}", "NULL", ""}, Nums: []int32{1, 2, 3}}
 	}
@@ -70,7 +70,7 @@ func TestRepositoryArrayColumns(t *testing.T) {
 	const empty = `NULL|NULL|NULL`
 
 	for _, via := range []string{"unnest", "temp table"} {
-		rv := newRepo[Doc](t, db, repo.WithBatchSize(2))
+		rv := newRepo[Doc](t, db, repo.Config{BatchSize: 2})
 		if via == "temp table" {
 			repo.UpsertViaTempTable(rv)
 		} else {

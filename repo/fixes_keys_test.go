@@ -14,7 +14,7 @@ import (
 func TestRepositoryCreateAllClearsAssociationKeys(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Team](t, db, repo.WithBatchSize(10))
+	r := newRepo[Team](t, db, repo.Config{BatchSize: 10})
 	rows := make([]Team, 25)
 	for i := range rows {
 		rows[i] = Team{Name: fmt.Sprint("t", i), Players: []Player{

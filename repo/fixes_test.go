@@ -126,7 +126,7 @@ var callerTransactions = []struct {
 func TestRepositorySavepointWithDisableNestedTransaction(t *testing.T) {
 	ctx := context.Background()
 	db, _, _ := fixOpen(t, gorm.Config{DisableNestedTransaction: true}, 0, gadgetSchema)
-	r := newRepo[Gadget](t, db, repo.WithBatchSize(10))
+	r := newRepo[Gadget](t, db, repo.Config{BatchSize: 10})
 	// 25 rows in batches of 10; the third batch fails on the Go side.
 	writes := []struct {
 		name  string

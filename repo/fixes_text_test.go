@@ -15,7 +15,7 @@ import (
 func TestRepositoryInvalidText(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(100))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 100})
 	bad := map[string]func(w *Widget){
 		"NUL byte":      func(w *Widget) { w.Name = "nul\x00byte" },
 		"invalid UTF-8": func(w *Widget) { w.Name = "caf\xe9" },

@@ -22,7 +22,7 @@ import (
 	"gorm.io/gorm/schema"
 )
 
-// Tests for issue 9's key types, tags without a sequence, WithAutoKeys, AutoMigrate and
+// Tests for issue 9's key types, tags without a sequence, PluginConfig.AutoKeys, AutoMigrate and
 // the one validator (defects 6 and 9).
 
 // KeyBase is a gorm.Model-style base struct: one tag, no sequence, serves every model
@@ -50,8 +50,8 @@ type Crate struct {
 	Name string
 }
 
-// openWith opens dsn with a Plugin made with opts, and returns the *sql.DB below too.
-func openWith(t testing.TB, dsn string, opts ...repo.PluginOption) (*gorm.DB, *repo.Plugin, *sql.DB) {
+// openWith opens dsn with a Plugin made with cfg, and returns the *sql.DB below too.
+func openWith(t testing.TB, dsn string, cfg repo.PluginConfig) (*gorm.DB, *repo.Plugin, *sql.DB) {
 	t.Helper()
 	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
 	if err != nil {
@@ -62,7 +62,7 @@ func openWith(t testing.TB, dsn string, opts ...repo.PluginOption) (*gorm.DB, *r
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sqlDB.Close() })
-	p := repo.NewPlugin(opts...)
+	p := repo.NewPluginWithConfig(cfg)
 	if err := db.Use(p); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func queryOne[V any](t testing.TB, db *sql.DB, query string, args ...any) V {
 func TestEmbeddedBaseKeysEveryModel(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
-	db, p, sqlDB := openWith(t, dsn)
+	db, p, sqlDB := openWith(t, dsn, repo.PluginConfig{})
 	mustExecSQL(t, sqlDB,
 		`CREATE TABLE shelves (id bigserial PRIMARY KEY, created_at timestamptz, name text NOT NULL)`,
 		`ALTER SEQUENCE shelves_id_seq INCREMENT 50`,
@@ -177,7 +177,7 @@ type Hidden struct {
 
 func TestHiddenTagIsAnError(t *testing.T) {
 	ctx := context.Background()
-	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t))
+	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t), repo.PluginConfig{})
 	mustExecSQL(t, sqlDB, `CREATE TABLE hiddens (id bigserial PRIMARY KEY, name text)`)
 	if _, err := repo.New[Hidden](db); !errors.Is(err, idgen.ErrNoKeyTag) || !strings.Contains(err.Error(), "GORM does not map it") {
 		t.Errorf("repo.New: %v", err)
@@ -195,7 +195,7 @@ func TestHiddenTagIsAnError(t *testing.T) {
 	}
 }
 
-// WithAutoKeys models: no tags at all.
+// PluginConfig.AutoKeys models: no tags at all.
 type Gizmo struct {
 	ID   int64 `gorm:"primaryKey"`
 	Name string
@@ -217,7 +217,7 @@ type Sticker struct {
 	Name string
 }
 
-// Stamped keeps its tag's sequence and size under WithAutoKeys.
+// Stamped keeps its tag's sequence and size under PluginConfig.AutoKeys.
 type Stamped struct {
 	ID   int64 `gorm:"primaryKey" idgen:"sequence:stamped_seq;allocationSize:10"`
 	Name string
@@ -229,10 +229,10 @@ type Loose struct {
 	Name string
 }
 
-func TestWithAutoKeys(t *testing.T) {
+func TestAutoKeys(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
-	db, p, sqlDB := openWith(t, dsn, repo.WithAutoKeys(50))
+	db, p, sqlDB := openWith(t, dsn, repo.PluginConfig{AutoKeys: 50})
 	mustExecSQL(t, sqlDB,
 		`CREATE TABLE gizmos (id bigserial PRIMARY KEY, name text NOT NULL)`,
 		`ALTER SEQUENCE gizmos_id_seq INCREMENT 50`,
@@ -298,7 +298,7 @@ func TestWithAutoKeys(t *testing.T) {
 	if !errors.As(err, &check) || len(check.Problems) != 2 || !errors.Is(err, idgen.ErrIncrementMismatch) {
 		t.Fatalf("Validate: %v, want the two mismatches", err)
 	}
-	for _, want := range []string{"Gizmo", "Sticker", `migrations.NewAdoption("gizmos", "id", 50)`, `migrations.NewAdoption("stickers", "id", 50)`} {
+	for _, want := range []string{"Gizmo", "Sticker", `migrations.NewAdoption(migrations.AdoptConfig{Table: "gizmos", Column: "id", AllocationSize: 50})`, `migrations.NewAdoption(migrations.AdoptConfig{Table: "stickers", Column: "id", AllocationSize: 50})`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not mention %s: %v", want, err)
 		}
@@ -308,11 +308,11 @@ func TestWithAutoKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	gdb, _ := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
-	if err := gdb.Use(repo.NewPlugin(repo.WithAutoKeys(50), repo.WithValidation(&Gizmo{}, &Ticket{}))); !errors.Is(err, idgen.ErrIncrementMismatch) {
-		t.Errorf("WithValidation: %v", err)
+	if err := gdb.Use(repo.NewPluginWithConfig(repo.PluginConfig{AutoKeys: 50, Validate: []any{&Gizmo{}, &Ticket{}}})); !errors.Is(err, idgen.ErrIncrementMismatch) {
+		t.Errorf("PluginConfig.Validate: %v", err)
 	}
-	if err := repo.NewPlugin(repo.WithAutoKeys(0)).Initialize(gdb); err == nil {
-		t.Error("WithAutoKeys(0) accepted")
+	if err := repo.NewPluginWithConfig(repo.PluginConfig{AutoKeys: -1}).Initialize(gdb); err == nil || !strings.Contains(err.Error(), "AutoKeys is -1") {
+		t.Errorf("PluginConfig{AutoKeys: -1}: %v, want an error naming AutoKeys", err)
 	}
 }
 
@@ -357,7 +357,7 @@ type (
 // keys included), one error type, and both find keys above the sequence.
 func TestValidatorsAgree(t *testing.T) {
 	ctx := context.Background()
-	_, p, sqlDB := openWith(t, pgtest.NewDatabase(t))
+	_, p, sqlDB := openWith(t, pgtest.NewDatabase(t), repo.PluginConfig{})
 	mustExecSQL(t, sqlDB,
 		`CREATE TABLE uint_keys (id bigserial PRIMARY KEY)`, `ALTER SEQUENCE uint_keys_id_seq INCREMENT 50`,
 		`CREATE TABLE int32_keys (id serial PRIMARY KEY)`, `ALTER SEQUENCE int32_keys_id_seq INCREMENT 50`,
@@ -422,7 +422,7 @@ func TestValidatorsAgree(t *testing.T) {
 	}
 	// The hints name NewAdoption with the table and column, in both.
 	for name, err := range map[string]error{"Plugin.Validate": pluginErr, "migrations.Validate": migrationsErr} {
-		for _, want := range []string{`migrations.NewAdoption("mismatch_keys", "id", 50)`, `migrations.NewAdoption("behind_keys", "id", 50)`, "largest key", "70"} {
+		for _, want := range []string{`migrations.NewAdoption(migrations.AdoptConfig{Table: "mismatch_keys", Column: "id", AllocationSize: 50})`, `migrations.NewAdoption(migrations.AdoptConfig{Table: "behind_keys", Column: "id", AllocationSize: 50})`, "largest key", "70"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s does not mention %s:\n%v", name, want, err)
 			}
@@ -431,7 +431,7 @@ func TestValidatorsAgree(t *testing.T) {
 	t.Log(pluginErr)
 
 	// Following the hint fixes both.
-	a, err := migrations.NewAdoption("behind_keys", "id", 50)
+	a, err := migrations.NewAdoption(migrations.AdoptConfig{Table: "behind_keys", Column: "id", AllocationSize: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +465,7 @@ func TestAutoMigrate(t *testing.T) {
 	plugins := make([]*repo.Plugin, instances)
 	var sqlDB *sql.DB
 	for i := range dbs {
-		dbs[i], plugins[i], sqlDB = openWith(t, dsn, repo.WithAutoKeys(50))
+		dbs[i], plugins[i], sqlDB = openWith(t, dsn, repo.PluginConfig{AutoKeys: 50})
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, instances)
@@ -594,7 +594,7 @@ func (OddPlace) TableName() string { return "Odd Schema.Place" }
 
 func TestSchemaQualifiedSequenceResolvedConcurrently(t *testing.T) {
 	ctx := context.Background()
-	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t))
+	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t), repo.PluginConfig{})
 	mustExecSQL(t, sqlDB,
 		`CREATE SCHEMA "Odd Schema"`,
 		`CREATE TABLE "Odd Schema"."Place" (id bigserial PRIMARY KEY, created_at timestamptz, name text NOT NULL)`,
@@ -652,7 +652,7 @@ func TestSchemaQualifiedSequenceResolvedConcurrently(t *testing.T) {
 // and moves it past keys already in the table.
 func TestAutoMigrateNamedSequence(t *testing.T) {
 	ctx := context.Background()
-	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t))
+	db, p, sqlDB := openWith(t, pgtest.NewDatabase(t), repo.PluginConfig{})
 	mustExecSQL(t, sqlDB, `CREATE SEQUENCE stamped_seq`)
 	if err := repo.AutoMigrate(ctx, db, &Stamped{}); err != nil {
 		t.Fatal(err)

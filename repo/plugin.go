@@ -71,7 +71,7 @@ const callbackName = "seqrepo:assign_keys"
 // There is one idgen.Allocator per sequence configuration, shared by the whole *gorm.DB
 // and made on first use. Keys are allocated on the statement's own connection: through
 // the shared allocator when the statement runs on the pool (so concurrent statements
-// share one refill), through Allocator.Using when it runs in a transaction or on a
+// share one refill), through Allocator.WithTx when it runs in a transaction or on a
 // *sql.Conn (so a pool whose last connection the transaction holds cannot deadlock).
 // For the same reason such a statement never waits for another goroutine that is
 // making the allocator: it checks the sequence on its own connection, and the first
@@ -81,10 +81,10 @@ const callbackName = "seqrepo:assign_keys"
 // A Plugin belongs to the one *gorm.DB it was registered on (and the sessions and
 // transactions derived from it). All its methods are safe for concurrent use.
 type Plugin struct {
-	validate  []any // models WithValidation asked Initialize to check
-	allocSize int   // WithAllocationSize's override, 0 for the tags' sizes
-	autoSize  int   // WithAutoKeys' allocation size, 0 when off
-	optErr    error // the first error an option returned, reported by Initialize
+	validate  []any // PluginConfig.Validate: the models Initialize checks
+	allocSize int   // PluginConfig.AllocationSize: the override, 0 for the tags' sizes
+	autoSize  int   // PluginConfig.AutoKeys: the allocation size, 0 when off
+	cfgErr    error // PluginConfig.validate's verdict, reported by Initialize
 
 	// Set once by Initialize, before the callback is registered; read-only afterwards.
 	db   *gorm.DB      // a fresh session of the *gorm.DB the plugin is registered on
@@ -99,7 +99,7 @@ type Plugin struct {
 }
 
 // modelEntry caches parseModel's answer for one schema: m is nil for an untagged model.
-// auto marks a WithAutoKeys candidate (untagged, single integer key), keyed only once
+// auto marks a PluginConfig.AutoKeys candidate (untagged, single integer key), keyed only once
 // resolve has found its column's own sequence.
 type modelEntry struct {
 	m    *model
@@ -114,80 +114,34 @@ type making struct {
 	err  error
 }
 
-// PluginOption configures a Plugin. Options are applied by NewPlugin; an option's error
-// is returned by Initialize (that is, by db.Use).
-type PluginOption func(*Plugin) error
+// NewPlugin returns a Plugin with the default configuration, to register with db.Use.
+func NewPlugin() *Plugin { return NewPluginWithConfig(PluginConfig{}) }
 
-// WithValidation makes Initialize check, before the plugin is registered, the sequence of
-// every given model (a struct value or pointer, e.g. &models.Commit{}) the way Validate
-// does, so that db.Use fails at startup, listing every problem at once, instead of the
-// first write failing later. The check runs with context.Background(); use Validate to
-// bound it with a context.
-func WithValidation(models ...any) PluginOption {
-	return func(p *Plugin) error {
-		p.validate = append(p.validate, models...)
-		return nil
+// NewPluginWithConfig returns a Plugin configured by cfg, to register with db.Use. It
+// returns no error so that it fits in db.Use(...): Initialize (db.Use) reports an
+// invalid cfg, the one place the plugin's configuration and its Validate models are
+// checked.
+func NewPluginWithConfig(cfg PluginConfig) *Plugin {
+	return &Plugin{
+		validate:  append([]any(nil), cfg.Validate...),
+		allocSize: cfg.AllocationSize,
+		autoSize:  cfg.AutoKeys,
+		cfgErr:    cfg.validate(),
+		allocs:    map[idgen.Config]*idgen.Allocator{},
+		making:    map[idgen.Config]*making{},
 	}
-}
-
-// WithAllocationSize makes every model use allocation size n instead of its tag's
-// allocationSize, for example to try sizes in a benchmark. Every sequence's INCREMENT
-// must then be n: the check at first use, Validate and every refill compare them. n
-// must be at least 1.
-func WithAllocationSize(n int) PluginOption {
-	return func(p *Plugin) error {
-		if n < 1 {
-			return fmt.Errorf("repo: WithAllocationSize(%d): want 1 or more", n)
-		}
-		p.allocSize = n
-		return nil
-	}
-}
-
-// WithAutoKeys makes the plugin key, without any tag, every model whose single primary
-// key is an integer column with a sequence of its own (a serial or identity column, as
-// GORM's AutoMigrate makes them), with blocks of allocationSize keys: what EF Core's
-// UseHiLo() and Hibernate's global sequence strategy do. The sequence is found with
-// pg_get_serial_sequence the first time a model is created, on the statement's own
-// connection, and the answer is kept for the life of the plugin: one catalog query per
-// model. Models with an idgen tag keep their tag's configuration. Models whose key has
-// no sequence of its own (uuid or text keys, composite keys, GORM's join tables,
-// integer keys without a sequence) are left to GORM untouched.
-//
-// Every such sequence's INCREMENT must equal allocationSize: AutoMigrate sets it, and
-// Validate (or WithValidation) lists every model whose sequence does not match.
-// allocationSize must be at least 1.
-func WithAutoKeys(allocationSize int) PluginOption {
-	return func(p *Plugin) error {
-		if allocationSize < 1 {
-			return fmt.Errorf("repo: WithAutoKeys(%d): want 1 or more", allocationSize)
-		}
-		p.autoSize = allocationSize
-		return nil
-	}
-}
-
-// NewPlugin returns a Plugin to register with db.Use.
-func NewPlugin(opts ...PluginOption) *Plugin {
-	p := &Plugin{allocs: map[idgen.Config]*idgen.Allocator{}, making: map[idgen.Config]*making{}}
-	for _, opt := range opts {
-		if err := opt(p); err != nil && p.optErr == nil {
-			p.optErr = err
-		}
-	}
-	return p
 }
 
 // Name returns the name the plugin registers under, "seqrepo". It implements gorm.Plugin.
 func (p *Plugin) Name() string { return pluginName }
 
 // Initialize registers the create callback on db. It implements gorm.Plugin: call it
-// through db.Use. It returns an error when an option failed, when the plugin is already
-// registered on another *gorm.DB, or when WithValidation found problems (an
-// *idgen.CheckError listing them all, each naming its model).
+// through db.Use. It returns an error when its PluginConfig is invalid, when the plugin
+// is already registered on another *gorm.DB, or when the models of PluginConfig.Validate
+// have problems (an *idgen.CheckError listing them all, each naming its model).
 func (p *Plugin) Initialize(db *gorm.DB) error {
-	if p.optErr != nil {
-		return p.optErr
+	if p.cfgErr != nil {
+		return p.cfgErr
 	}
 	if p.db != nil {
 		return errors.New("repo: this Plugin is already registered on a *gorm.DB; make one Plugin per *gorm.DB")
@@ -207,7 +161,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 // as migrations.Validate, so the two give the same verdict on the same models: the
 // model's idgen tag parses and is on its only primary key, an integer field (int, int8 …
 // int64, uint … uint64, or a type defined on one); the sequence (the tag's, or the key
-// column's own for a tag without one and for WithAutoKeys) exists, is NO CYCLE, has
+// column's own for a tag without one and for PluginConfig.AutoKeys) exists, is NO CYCLE, has
 // INCREMENT equal to the allocation size and can reserve a block; and the block its next
 // nextval reserves lies above the table's largest key. Tables and columns are GORM's
 // (its NamingStrategy, TableName methods).
@@ -216,7 +170,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 // offending model, naming the model, table, column and sequence, and for a mismatch or
 // a sequence behind the table's keys the migrations.NewAdoption call that fixes it;
 // errors.Is finds idgen's sentinels (idgen.ErrIncrementMismatch, idgen.ErrSequenceBehind,
-// idgen.ErrNoKeyTag, …) in it. Without WithAutoKeys a model without an idgen tag is a
+// idgen.ErrNoKeyTag, …) in it. Without PluginConfig.AutoKeys a model without an idgen tag is a
 // problem; with it, models the plugin leaves to GORM are skipped. Validate returns nil
 // when all are sound.
 //
@@ -248,7 +202,7 @@ func (p *Plugin) Validate(ctx context.Context, models ...any) error {
 // Allocator returns the shared allocator for model's sequence (model is a struct value
 // or pointer of a tagged model), making it on first use; ctx bounds that. Use it to read
 // Stats or to reserve keys by hand; it refills on the pool, so inside a transaction call
-// Using(tx) on it.
+// WithTx(tx) on it.
 func (p *Plugin) Allocator(ctx context.Context, model any) (*idgen.Allocator, error) {
 	if p.db == nil {
 		return nil, errors.New("repo: Plugin.Allocator called before the plugin was registered with db.Use")
@@ -268,7 +222,7 @@ func (p *Plugin) Allocator(ctx context.Context, model any) (*idgen.Allocator, er
 }
 
 // model returns the cached model of s, nil for a schema the plugin leaves to GORM: an
-// untagged one, or a WithAutoKeys candidate whose sequence is unknown yet or none (the
+// untagged one, or a PluginConfig.AutoKeys candidate whose sequence is unknown yet or none (the
 // create callback resolves it first). For a tag without a sequence it is the model with
 // the sequence resolved once known, else the tag's (modelAllocator resolves it).
 func (p *Plugin) model(s *schema.Schema) (*model, error) {
@@ -448,7 +402,7 @@ func mapKeyZero(row map[string]any, key *schema.Field) bool {
 }
 
 // next returns n new keys for m, allocated on pool: through the shared allocator when
-// pool is the plugin's own pool, else through Allocator.Using(pool). It is where the
+// pool is the plugin's own pool, else through Allocator.WithTx(pool). It is where the
 // plugin, CreateAll, Copy and Upsert all get their keys, so it also refuses keys that
 // m's key field cannot hold (ErrKeyOutOfRange) before any is set or written.
 func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) ([]int64, error) {
@@ -458,7 +412,7 @@ func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) 
 		return nil, err
 	}
 	if !samePool(q, p.pool) {
-		a = a.Using(q)
+		a = a.WithTx(q)
 	}
 	keys, err := a.NextN(ctx, n)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
-	db, _, sqlDB := openWith(t, dsn)
+	db, _, sqlDB := openWith(t, dsn, repo.PluginConfig{})
 	if err := repo.AutoMigrate(ctx, db, &Shelf{}, &Book{}); err != nil {
 		t.Fatal(err)
 	}

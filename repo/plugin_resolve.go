@@ -13,7 +13,7 @@ import (
 )
 
 // This file holds what the plugin learns about a model's key beyond its tag: the key
-// column's own sequence, for a tag without one and for WithAutoKeys, and the shared
+// column's own sequence, for a tag without one and for PluginConfig.AutoKeys, and the shared
 // validator's view of a model (keyOf).
 
 // resolvedKey is the answer for one schema whose key sequence comes from its column:
@@ -24,7 +24,7 @@ type resolvedKey struct{ m *model }
 // entry returns the cached modelEntry of s, computing it on first use: parseModel's
 // answer, checked against the shared key rule (keycheck) so that Plugin.Validate,
 // repo.New, the create callback and migrations.Validate accept the same models; a tag
-// that GORM does not map is an error instead of being ignored; and with WithAutoKeys an
+// that GORM does not map is an error instead of being ignored; and with PluginConfig.AutoKeys an
 // untagged model whose single primary key is an integer is a candidate (auto).
 func (p *Plugin) entry(s *schema.Schema) *modelEntry {
 	if e, ok := p.models.Load(s); ok {
@@ -51,7 +51,7 @@ func (p *Plugin) entry(s *schema.Schema) *modelEntry {
 	return got.(*modelEntry)
 }
 
-// autoKey returns the key field WithAutoKeys may key in s: its single primary key, an
+// autoKey returns the key field PluginConfig.AutoKeys may key in s: its single primary key, an
 // integer (keycheck.IntegerType). Composite keys (GORM's join tables among them), uuid
 // and text keys are never candidates, and cost no query.
 func autoKey(s *schema.Schema) *schema.Field {
@@ -67,7 +67,7 @@ func autoKey(s *schema.Schema) *schema.Field {
 
 // keyOf describes s's key for the shared validator, with the rule migrations.Validate
 // applies to the Go type: one idgen tag, on the only primary key, an integer field; the
-// tag parses. Config is the tag's, before WithAllocationSize and resolution.
+// tag parses. Config is the tag's, before PluginConfig.AllocationSize and resolution.
 func keyOf(s *schema.Schema) keycheck.Model {
 	k := keycheck.Model{Name: typeName(s), Table: s.Table}
 	var tagged []*schema.Field
@@ -126,7 +126,7 @@ func newModel(s *schema.Schema, key *schema.Field, cfg idgen.Config) *model {
 // resolve returns the model of s with its key sequence known, asking the catalog on q
 // (the caller's own connection, so a caller in a transaction never waits for the pool)
 // the first time: pg_get_serial_sequence of the key column (idgen.ColumnSequence). It
-// returns nil, nil for an untagged schema, and for a WithAutoKeys candidate whose
+// returns nil, nil for an untagged schema, and for a PluginConfig.AutoKeys candidate whose
 // column has no sequence of its own. Definite answers are cached per schema (so per
 // model and *gorm.DB) and the first one stored wins; errors are not cached. Safe for
 // concurrent use.
@@ -159,7 +159,7 @@ func (p *Plugin) resolve(ctx context.Context, s *schema.Schema, q idgen.Querier)
 func (p *Plugin) forget(s *schema.Schema) { p.resolved.Delete(s) }
 
 // candidate returns the model a Repository or Allocator call uses for s: the tagged
-// model, or a WithAutoKeys candidate even before its sequence is resolved (its first
+// model, or a PluginConfig.AutoKeys candidate even before its sequence is resolved (its first
 // key resolves it, and fails when it has none).
 func (p *Plugin) candidate(s *schema.Schema) (*model, error) {
 	if m, err := p.model(s); m != nil || err != nil {
@@ -205,8 +205,8 @@ func (p *Plugin) createCallback(db *gorm.DB) {
 }
 
 // checkModel returns value's key as the shared validator sees it; auto says it is a
-// WithAutoKeys candidate, and ok is false when the plugin leaves value to GORM and
-// Validate should skip it (with WithAutoKeys: no integer primary key, or no sequence of
+// PluginConfig.AutoKeys candidate, and ok is false when the plugin leaves value to GORM and
+// Validate should skip it (with PluginConfig.AutoKeys: no integer primary key, or no sequence of
 // its own).
 func (p *Plugin) checkModel(value any) (k keycheck.Model, auto, ok bool) {
 	s, err := parseSchema(p.db, value)
@@ -227,7 +227,7 @@ func (p *Plugin) checkModel(value any) (k keycheck.Model, auto, ok bool) {
 		}
 		return k, false, true
 	case e.m == nil:
-		return k, false, p.autoSize == 0 // without WithAutoKeys, k.Err says why it is no keyed model
+		return k, false, p.autoSize == 0 // without PluginConfig.AutoKeys, k.Err says why it is no keyed model
 	}
 	k.Err = nil
 	k.Field, k.Column, k.Config = e.m.key.BindName(), e.m.key.DBName, e.m.cfg

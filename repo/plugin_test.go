@@ -322,7 +322,7 @@ func TestPluginValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = gdb.Use(repo.NewPlugin(repo.WithValidation(&Widget{}, &Team{}, &Player{}, &Plain{}, &Coach{})))
+	err = gdb.Use(repo.NewPluginWithConfig(repo.PluginConfig{Validate: []any{&Widget{}, &Team{}, &Player{}, &Plain{}, &Coach{}}}))
 	var check *idgen.CheckError
 	if !errors.As(err, &check) {
 		t.Fatalf("db.Use: %v, want an *idgen.CheckError", err)
@@ -425,7 +425,7 @@ func TestPluginConcurrentCreates(t *testing.T) {
 	}
 }
 
-func TestPluginWithAllocationSize(t *testing.T) {
+func TestPluginConfigAllocationSize(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtestDatabase(t)
 	db, err := gorm.Open(postgresOpen(dsn), &gorm.Config{Logger: discard})
@@ -435,10 +435,11 @@ func TestPluginWithAllocationSize(t *testing.T) {
 	if err := db.Exec(`ALTER SEQUENCE teams_id_seq INCREMENT 5`).Error; err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Use(repo.NewPlugin(repo.WithAllocationSize(0))); err == nil {
-		t.Error("WithAllocationSize(0): no error")
+	if err := db.Use(repo.NewPluginWithConfig(repo.PluginConfig{AllocationSize: -5, AutoKeys: -1, Validate: []any{nil}})); err == nil ||
+		!strings.Contains(err.Error(), "AllocationSize is -5") || !strings.Contains(err.Error(), "AutoKeys is -1") || !strings.Contains(err.Error(), "Validate[0] is nil") {
+		t.Errorf("invalid PluginConfig: %v, want one error naming all three fields", err)
 	}
-	p := repo.NewPlugin(repo.WithAllocationSize(5), repo.WithValidation(&Team{}))
+	p := repo.NewPluginWithConfig(repo.PluginConfig{AllocationSize: 5, Validate: []any{&Team{}}})
 	if err := db.Use(p); err != nil {
 		t.Fatal(err)
 	}

@@ -297,7 +297,7 @@ func TestBackendKilledMidWrite(t *testing.T) {
 		t.Run(w.name, func(t *testing.T) {
 			ctx := relContext(t)
 			p := relOpenProbe(t)
-			r := newRepo[Widget](t, p.db, repo.WithBatchSize(100))
+			r := newRepo[Widget](t, p.db, repo.Config{BatchSize: 100})
 			if w.viaTemp {
 				repo.UpsertViaTempTable(r)
 			}
@@ -364,7 +364,7 @@ func TestContextCancelledMidWrite(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := relContext(t)
 			p := relOpenProbe(t)
-			r := newRepo[Widget](t, p.db, repo.WithBatchSize(100))
+			r := newRepo[Widget](t, p.db, repo.Config{BatchSize: 100})
 			if err := r.CreateAll(ctx, widgets("seed", 10)); err != nil {
 				t.Fatal(err)
 			}
@@ -532,7 +532,7 @@ func TestContextCancelledMidWrite(t *testing.T) {
 func TestIncrementChangedUnderWriters(t *testing.T) {
 	ctx := relContext(t)
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(40))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 40})
 	writes := append(slices.Clone(relWrites[:4]), relWrite{name: "plugin Create", write: func(ctx context.Context, db *gorm.DB, _ *repo.Repository[Widget], rows []Widget) ([]int64, error) {
 		err := db.WithContext(ctx).Create(&rows).Error
 		return relKeys(rows), err
@@ -685,7 +685,7 @@ func TestMixedConfigRefusedByPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := other.Use(repo.NewPlugin(repo.WithAllocationSize(25))); err != nil {
+	if err := other.Use(repo.NewPluginWithConfig(repo.PluginConfig{AllocationSize: 25})); err != nil {
 		t.Fatal(err)
 	}
 	// Its first nextval would return 26 and reserve 26..50, keys the first still holds.
@@ -775,7 +775,7 @@ func TestEmptyBatchesSendNothing(t *testing.T) {
 func TestExplicitKeyCollides(t *testing.T) {
 	ctx := relContext(t)
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(100))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 100})
 	existing := widgets("existing", 20)
 	if err := r.Copy(ctx, existing); err != nil {
 		t.Fatal(err)
@@ -942,13 +942,13 @@ func TestUnusableModels(t *testing.T) {
 	if n := count(t, p.db, "widgets"); n != 0 {
 		t.Errorf("%d widgets written", n)
 	}
-	for _, n := range []int{0, -1} {
+	for _, n := range []int{-1, -50} {
 		gdb, err := gorm.Open(postgres.New(postgres.Config{Conn: p.admin}), &gorm.Config{Logger: logger.Discard})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := gdb.Use(repo.NewPlugin(repo.WithAllocationSize(n))); err == nil || !strings.Contains(err.Error(), fmt.Sprint(n)) {
-			t.Errorf("WithAllocationSize(%d): %v, want an error naming %d", n, err, n)
+		if err := gdb.Use(repo.NewPluginWithConfig(repo.PluginConfig{AllocationSize: n})); err == nil || !strings.Contains(err.Error(), fmt.Sprint(n)) {
+			t.Errorf("PluginConfig{AllocationSize: %d}: %v, want an error naming %d", n, err, n)
 		}
 	}
 }
@@ -1084,7 +1084,7 @@ func TestSequenceExhaustedMidBatch(t *testing.T) {
 			if err := db.Exec(`ALTER SEQUENCE widgets_id_seq MAXVALUE 1000`).Error; err != nil {
 				t.Fatal(err)
 			}
-			r := newRepo[Widget](t, db, repo.WithBatchSize(500))
+			r := newRepo[Widget](t, db, repo.Config{BatchSize: 500})
 			if w.viaTemp {
 				repo.UpsertViaTempTable(r)
 			}
@@ -1151,7 +1151,7 @@ func TestBatchOverBindLimit(t *testing.T) {
 	ctx := relContext(t)
 	db, _ := open(t)
 	rec := recordCreates(t, db)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(30_000))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 30_000})
 	const n = 12_000 // 6 or 7 columns: 72,000 values or more per batch
 
 	all := widgets("createall", n)
@@ -1185,7 +1185,7 @@ func TestBatchOverBindLimit(t *testing.T) {
 func TestContextCancelledBeforeCommit(t *testing.T) {
 	ctx := relContext(t)
 	p := relOpenProbe(t)
-	r := newRepo[Widget](t, p.db, repo.WithBatchSize(100))
+	r := newRepo[Widget](t, p.db, repo.Config{BatchSize: 100})
 	// cancelAfterInsert, when set, is called by a callback after each GORM INSERT.
 	var cancelAfterInsert atomic.Pointer[context.CancelFunc]
 	if err := p.db.Callback().Create().After("gorm:create").Register("test:cancel", func(*gorm.DB) {
@@ -1256,7 +1256,7 @@ func TestInvalidTextInCallerTransaction(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := relContext(t)
 			p := relOpenProbe(t)
-			r := newRepo[Widget](t, p.db, repo.WithBatchSize(100))
+			r := newRepo[Widget](t, p.db, repo.Config{BatchSize: 100})
 			var kept []Widget
 			err := b.begin(ctx, p.db, func(tx *gorm.DB) error {
 				rt := r.WithTx(tx)

@@ -20,7 +20,7 @@ import (
 const maxBindParams = 65535
 
 // DefaultBatchSize is the number of rows per statement or COPY that CreateAll, CopySeq
-// and Upsert use unless WithBatchSize says otherwise. CreateAll lowers it further for
+// and Upsert use unless Config.BatchSize says otherwise. CreateAll lowers it further for
 // wide models to stay within PostgreSQL's 65,535 bind parameters.
 const DefaultBatchSize = 5000
 
@@ -52,47 +52,29 @@ type Repository[T any] struct {
 	upsertVia upsertMethod
 }
 
-// Option configures New. An invalid option makes New return an error.
-type Option func(*options) error
-
-type options struct {
-	batchSize int
-}
-
-// WithBatchSize sets the number of rows per statement or COPY for CreateAll, CopySeq
-// and Upsert (default DefaultBatchSize). n must be at least 1. CreateAll may use fewer
-// rows per statement, to stay within PostgreSQL's bind-parameter limit; CopySeq starts
-// its segments at n rows and lets them grow (see CopySeq); Upsert batches only where it
-// cannot use COPY (see Upsert).
-func WithBatchSize(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("repo: WithBatchSize(%d): want 1 or more", n)
-		}
-		o.batchSize = n
-		return nil
-	}
-}
-
 // New returns a Repository for T, a struct type whose primary key carries an idgen
-// tag (or, with WithAutoKeys, an integer key whose column has a sequence of its own; a
+// tag (or, with PluginConfig.AutoKeys, an integer key whose column has a sequence of its own; a
 // key sequence found from the column is resolved by the first write that needs a key,
 // which fails with idgen.ErrNoColumnSequence when there is none). db must have the
 // Plugin registered (db.Use(repo.NewPlugin())), else New returns
 // ErrNoPlugin; New does not register it, since that changes a handle others share.
 // New keeps db without any conditions chained on it, and derives a fresh statement for
 // every call. It does not query the database: the sequence is checked when the first
-// key is needed, or by Plugin.Validate.
-func New[T any](db *gorm.DB, opts ...Option) (*Repository[T], error) {
+// key is needed, or by Plugin.Validate. New uses the default Config; see NewWithConfig.
+func New[T any](db *gorm.DB) (*Repository[T], error) {
+	return NewWithConfig[T](db, Config{})
+}
+
+// NewWithConfig is New with the configuration cfg; an invalid cfg is an error naming
+// the field and its fix.
+func NewWithConfig[T any](db *gorm.DB, cfg Config) (*Repository[T], error) {
 	typ := reflect.TypeFor[T]()
 	if typ.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("repo: New[%s]: T must be a struct type", typ)
 	}
-	o := options{batchSize: DefaultBatchSize}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("repo: NewWithConfig[%s]: %w", typ.Name(), err)
 	}
 	p, ok := db.Config.Plugins[pluginName].(*Plugin)
 	if !ok {
@@ -114,8 +96,8 @@ func New[T any](db *gorm.DB, opts ...Option) (*Repository[T], error) {
 		db:      db.Session(&gorm.Session{NewDB: true}),
 		plugin:  p,
 		m:       m,
-		batch:   o.batchSize,
-		related: relatedBatchSize(s, o.batchSize),
+		batch:   cfg.BatchSize,
+		related: relatedBatchSize(s, cfg.BatchSize),
 		table:   &tableInfo{},
 	}, nil
 }
@@ -147,7 +129,7 @@ func (r *Repository[T]) Create(ctx context.Context, row *T) error {
 
 // CreateAll inserts rows with GORM in batches (hooks and associations included), all or
 // nothing: in one transaction, or in a savepoint of the caller's. Rows without a key get
-// one first, all from one allocation. A batch never has more rows than WithBatchSize nor
+// one first, all from one allocation. A batch never has more rows than Config.BatchSize nor
 // more than fit in 65,535 bind parameters, and neither has a statement of the
 // association rows GORM saves with a batch (its CreateBatchSize is set for them).
 func (r *Repository[T]) CreateAll(ctx context.Context, rows []T) error {

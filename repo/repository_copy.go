@@ -24,7 +24,7 @@ import (
 // Repository from WithTx), in a savepoint of it. In a transaction from InTx the COPY runs
 // in that transaction; in one from db.Transaction, which hides its connection, Copy
 // writes the same rows with INSERT … SELECT FROM unnest(…) statements instead, in
-// batches of WithBatchSize rows. ctx cancels the write.
+// batches of Config.BatchSize rows. ctx cancels the write.
 func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 	if len(rows) == 0 {
 		return nil
@@ -48,14 +48,14 @@ func (r *Repository[T]) Copy(ctx context.Context, rows []T) error {
 }
 
 // CopySeq inserts the rows of seq like Copy, in segments, so that memory stays bounded
-// however many rows seq yields: the first segment has WithBatchSize rows, and each
-// next one twice as many, up to max(WithBatchSize, 32,768) rows, so a long sequence
+// however many rows seq yields: the first segment has Config.BatchSize rows, and each
+// next one twice as many, up to max(Config.BatchSize, 32,768) rows, so a long sequence
 // takes few, large COPYs. CopySeq reserves keys only for the rows it has taken from seq:
 // each segment gets its keys with one allocation once its rows are in, and is written
 // with one COPY. After a segment is written, each (when not nil) is called with it, keys
-// set, in batches of at most WithBatchSize rows; the slice is reused, so copy what you
+// set, in batches of at most Config.BatchSize rows; the slice is reused, so copy what you
 // keep. The rows are not committed until CopySeq returns nil. In a db.Transaction,
-// where COPY cannot be reached, segments stay at WithBatchSize rows, one INSERT each.
+// where COPY cannot be reached, segments stay at Config.BatchSize rows, one INSERT each.
 //
 // All segments are written in one transaction (or a savepoint of the caller's): when
 // seq yields an error, each returns one, or a write fails, CopySeq stops, nothing is
@@ -116,14 +116,14 @@ func (r *Repository[T]) CopySeq(ctx context.Context, seq iter.Seq2[T, error], ea
 	return n, nil
 }
 
-// maxCopySegment is the number of rows CopySeq's segments grow to (unless WithBatchSize
+// maxCopySegment is the number of rows CopySeq's segments grow to (unless Config.BatchSize
 // is larger): large enough that a COPY's round trips and allocation cost little per
 // row, small enough to keep memory bounded (tens of MB for rows of a few hundred bytes).
 const maxCopySegment = 1 << 15
 
 // write writes rows, prepared as lay says and with their keys, in tx: with one COPY
 // per group of rows on conn when there is one, else with unnest INSERTs of
-// WithBatchSize rows.
+// Config.BatchSize rows.
 func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, lay *layout, rows []T) error {
 	for _, g := range lay.groups {
 		var err error
@@ -140,7 +140,7 @@ func (r *Repository[T]) write(ctx context.Context, tx *gorm.DB, conn *sql.Conn, 
 }
 
 // insertBatches writes rows[idx] (all rows when idx is nil) with unnest INSERTs of
-// WithBatchSize rows on tx.
+// Config.BatchSize rows on tx.
 func (r *Repository[T]) insertBatches(ctx context.Context, tx *gorm.DB, fields []*schema.Field, rows []T, idx []int) error {
 	types, err := r.columnTypes(ctx, tx.Statement.ConnPool)
 	if err != nil {

@@ -118,7 +118,7 @@ func TestRepositoryCopySeq(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{}
 	db, _ := open(t, logTo(rec))
-	r := newRepo[Widget](t, db, repo.WithBatchSize(4000))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 4000})
 	var seen []Widget
 	var batches int
 	rec.take("")
@@ -165,7 +165,7 @@ func TestRepositoryCopyInTransactions(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{}
 	db, _ := open(t, logTo(rec))
-	r := newRepo[Widget](t, db, repo.WithBatchSize(300))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 300})
 	boom := errors.New("boom")
 
 	// InTx: COPY runs on the transaction's connection, inside it.
@@ -239,7 +239,7 @@ func TestRepositoryOneConnection(t *testing.T) {
 	// outside one: none may wait for a second connection.
 	ctx := context.Background()
 	db, _ := open(t, oneConn)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(120))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 120})
 	var all []Widget
 	write := func(rt *repo.Repository[Widget], prefix string) error {
 		a := widgets(prefix+"a", 130)
@@ -292,7 +292,7 @@ func TestRepositoryOneConnection(t *testing.T) {
 func TestRepositoryConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(250))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 250})
 	const goroutines = 8
 	results := make([][]Widget, goroutines)
 	errs := make([]error, goroutines)

@@ -88,7 +88,7 @@ func TestCopyPerRowDatabaseDefault(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			db, _ := open(t)
-			r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+			r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 			rows := mixedStamps("d", 11)
 			if err := c.write(r, db, rows); err != nil {
 				t.Fatal(err)

@@ -12,9 +12,13 @@ import (
 )
 
 // newRepo returns a Repository or fails the test.
-func newRepo[T any](t testing.TB, db *gorm.DB, opts ...repo.Option) *repo.Repository[T] {
+func newRepo[T any](t testing.TB, db *gorm.DB, cfg ...repo.Config) *repo.Repository[T] {
 	t.Helper()
-	r, err := repo.New[T](db, opts...)
+	var c repo.Config
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	r, err := repo.NewWithConfig[T](db, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +52,11 @@ func TestNew(t *testing.T) {
 	if _, err := repo.New[*Team](db); err == nil {
 		t.Error("New[*Team]: no error")
 	}
-	if _, err := repo.New[Team](db, repo.WithBatchSize(0)); err == nil {
-		t.Error("WithBatchSize(0): no error")
+	if _, err := repo.NewWithConfig[Team](db, repo.Config{BatchSize: -1}); err == nil || !strings.Contains(err.Error(), "BatchSize is -1") {
+		t.Errorf("Config{BatchSize: -1}: %v, want an error naming BatchSize", err)
+	}
+	if _, err := repo.NewWithConfig[Team](db, repo.Config{}); err != nil {
+		t.Errorf("Config{} (the defaults): %v", err)
 	}
 	bare, err := gorm.Open(postgresOpen(pgtestDatabase(t)), &gorm.Config{Logger: discard})
 	if err != nil {
@@ -192,8 +199,8 @@ func TestRepositoryDuplicateKeyError(t *testing.T) {
 func TestRepositoryCreateAllParameterLimit(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	rec := recordCreates(t, db)                            // not the logger: it would expand 65,535 parameters per statement
-	r := newRepo[Wide](t, db, repo.WithBatchSize(100_000)) // asks for far too many
+	rec := recordCreates(t, db)                                // not the logger: it would expand 65,535 parameters per statement
+	r := newRepo[Wide](t, db, repo.Config{BatchSize: 100_000}) // asks for far too many
 	rows := newWides(20_000)
 	rec.take("")
 	if err := r.CreateAll(ctx, rows); err != nil {
@@ -217,7 +224,7 @@ func TestRepositoryCreateAllParameterLimit(t *testing.T) {
 func TestRepositoryCreateAllAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(1000))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 1000})
 	rows := widgets("w", 20_000)
 	rows[15_000].Code = rows[3].Code // fails in the 16th batch
 	err := r.CreateAll(ctx, rows)

@@ -75,7 +75,7 @@ func (r UpsertResult) InsertedCount() int {
 // transaction committed while the INSERT waited for it is not visible to the INSERT's
 // snapshot, but it is to the next statement's. In a db.Transaction, which hides its
 // connection, and in pgx's simple_protocol exec mode (GORM's PreferSimpleProtocol,
-// PgBouncer setups), it takes, for each batch of WithBatchSize rows, one key
+// PgBouncer setups), it takes, for each batch of Config.BatchSize rows, one key
 // allocation, INSERT … SELECT DISTINCT ON (key) … FROM unnest($1::bigint[], …) ON
 // CONFLICT … RETURNING and the SELECT (more than one batch takes one more statement
 // to sort the rows first); a batch whose rows leave different database-default

@@ -35,18 +35,18 @@ func dbKeys(t *testing.T, db *gorm.DB) map[string]Widget {
 func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(context.Context, []Widget, repo.OnConflict) (repo.UpsertResult, error))) {
 	t.Run("unnest", func(t *testing.T) {
 		db, _ := open(t)
-		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 		repo.UpsertViaUnnest(r)
 		f(t, db, r.Upsert)
 	})
 	t.Run("default", func(t *testing.T) {
 		db, _ := open(t)
-		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 		f(t, db, r.Upsert)
 	})
 	t.Run("temp table", func(t *testing.T) {
 		db, _ := open(t)
-		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 		repo.UpsertViaTempTable(r)
 		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
 			err = repo.InTx(ctx, db, func(tx *gorm.DB) error {
@@ -58,7 +58,7 @@ func upsertCases(t *testing.T, f func(t *testing.T, db *gorm.DB, upsert func(con
 	})
 	t.Run("db.Transaction", func(t *testing.T) {
 		db, _ := open(t)
-		r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+		r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 		f(t, db, func(ctx context.Context, rows []Widget, on repo.OnConflict) (res repo.UpsertResult, err error) {
 			err = db.Transaction(func(tx *gorm.DB) error {
 				res, err = r.WithTx(tx).Upsert(ctx, rows, on)
@@ -172,7 +172,7 @@ func TestRepositoryUpsertBadOptions(t *testing.T) {
 func TestRepositoryUpsertAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(1000))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 1000})
 	rows := widgets("u", 5000)
 	rows[2].ID = 77 // overwritten by Upsert, restored when it fails
 	rows[4000].Name = "nul\x00"
@@ -189,7 +189,7 @@ func TestRepositoryUpsertConcurrent(t *testing.T) {
 	// taken by a transaction that commits while it waits are looked up afterwards.
 	ctx := context.Background()
 	db, _ := open(t)
-	r := newRepo[Widget](t, db, repo.WithBatchSize(100))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 100})
 	const goroutines, codes = 8, 600
 	results := make([][]Widget, goroutines)
 	inserted := make([]int, goroutines)
@@ -253,7 +253,7 @@ func TestRepositoryUpsertStatements(t *testing.T) {
 	ctx := context.Background()
 	rec := &recorder{}
 	db, _ := open(t, logTo(rec))
-	r := newRepo[Widget](t, db, repo.WithBatchSize(4))
+	r := newRepo[Widget](t, db, repo.Config{BatchSize: 4})
 	if err := r.Copy(ctx, widgets("s", 5)); err != nil {
 		t.Fatal(err)
 	}

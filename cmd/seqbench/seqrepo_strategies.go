@@ -19,7 +19,7 @@ func openSeqrepo(sqlDB *sql.DB, alloc int) (*gorm.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Use(repo.NewPlugin(pluginOptions(alloc)...)); err != nil {
+	if err := db.Use(repo.NewPluginWithConfig(pluginConfig(alloc))); err != nil {
 		return nil, err
 	}
 	return db, nil
@@ -35,14 +35,14 @@ type repositories struct {
 func openRepositories(e *env) (repositories, error) {
 	var rs repositories
 	var err error
-	opt := repo.WithBatchSize(e.batch)
-	if rs.repos, err = repo.New[models.Repository](e.seq, opt); err != nil {
+	cfg := repo.Config{BatchSize: e.batch}
+	if rs.repos, err = repo.NewWithConfig[models.Repository](e.seq, cfg); err != nil {
 		return rs, err
 	}
-	if rs.authors, err = repo.New[models.Author](e.seq, opt); err != nil {
+	if rs.authors, err = repo.NewWithConfig[models.Author](e.seq, cfg); err != nil {
 		return rs, err
 	}
-	rs.commits, err = repo.New[models.Commit](e.seq, opt)
+	rs.commits, err = repo.NewWithConfig[models.Commit](e.seq, cfg)
 	return rs, err
 }
 
@@ -130,8 +130,8 @@ func keyedFrom(repos []models.Repository, authors []models.Author) keyed {
 	return k
 }
 
-// pluginOptions makes the plugin's allocation size match --alloc (the models' tags
+// pluginConfig makes the plugin's allocation size match --alloc (the models' tags
 // say 50; setIncrement has set every sequence to alloc).
-func pluginOptions(alloc int) []repo.PluginOption {
-	return []repo.PluginOption{repo.WithAllocationSize(alloc)}
+func pluginConfig(alloc int) repo.PluginConfig {
+	return repo.PluginConfig{AllocationSize: alloc}
 }

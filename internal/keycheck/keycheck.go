@@ -1,5 +1,5 @@
 // Package keycheck is the one validator of seqrepo's keyed models, shared by repo
-// (Plugin.Validate, WithValidation) and migrations (Validate), so that the two cannot
+// (Plugin.Validate, PluginConfig.Validate) and migrations (Validate), so that the two cannot
 // disagree: the same rule for key types, the same checks of the sequence and the table
 // (idgen.CheckKey), the same error type (*idgen.KeyError inside an *idgen.CheckError)
 // and the same hints.
@@ -71,14 +71,14 @@ func Check(ctx context.Context, q idgen.Querier, m Model) error {
 }
 
 // AdoptionHint returns the migrations.NewAdoption call that adopts table's column, as
-// Go source: migrations.NewAdoption("orders", "id", 50), with WithSchema for a
-// schema-qualified table.
+// Go source: migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id",
+// AllocationSize: 50}), with Schema for a schema-qualified table.
 func AdoptionHint(table, column string, size int) string {
 	schema, name, ok := strings.Cut(table, ".")
 	if !ok {
-		return fmt.Sprintf("migrations.NewAdoption(%s, %s, %d)", strconv.Quote(table), strconv.Quote(column), size)
+		return fmt.Sprintf("migrations.NewAdoption(migrations.AdoptConfig{Table: %s, Column: %s, AllocationSize: %d})", strconv.Quote(table), strconv.Quote(column), size)
 	}
-	return fmt.Sprintf("migrations.NewAdoption(%s, %s, %d, migrations.WithSchema(%s))", strconv.Quote(name), strconv.Quote(column), size, strconv.Quote(schema))
+	return fmt.Sprintf("migrations.NewAdoption(migrations.AdoptConfig{Schema: %s, Table: %s, Column: %s, AllocationSize: %d})", strconv.Quote(schema), strconv.Quote(name), strconv.Quote(column), size)
 }
 
 // Errors collects the problems of many models into the one error type the validators
