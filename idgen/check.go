@@ -2,6 +2,7 @@ package idgen
 
 import (
 	"context"
+	"fmt"
 	"strings"
 )
 
@@ -51,12 +52,18 @@ type CheckError struct {
 	Problems []error
 }
 
+// Error counts the problems, then lists one a line: "idgen: check found 2 problems:\n  - …".
 func (e *CheckError) Error() string {
 	var b strings.Builder
-	b.WriteString("idgen: sequence check failed:")
+	// One prefix for the list: each line is a problem's text without its own "idgen: ".
+	if len(e.Problems) == 1 {
+		b.WriteString("idgen: check found 1 problem:")
+	} else {
+		fmt.Fprintf(&b, "idgen: check found %d problems:", len(e.Problems))
+	}
 	for _, p := range e.Problems {
 		b.WriteString("\n  - ")
-		b.WriteString(p.Error())
+		b.WriteString(body(p))
 	}
 	return b.String()
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 )
 
+// The sentinels wrapped in a *SequenceError have no "idgen:" prefix of their own: the
+// error around them carries it, once ("idgen: sequence s: sequence not found: …").
 var (
 	// ErrIncrementMismatch is returned (wrapped in an *IncrementMismatchError) by New and
 	// by any call that refills, when the sequence's INCREMENT differs from the configured
@@ -17,7 +19,7 @@ var (
 	// ErrSequenceNotFound is returned by New and by refills when the configured name
 	// does not resolve to a sequence (it does not exist, or names another kind of
 	// relation).
-	ErrSequenceNotFound = errors.New("idgen: sequence not found")
+	ErrSequenceNotFound = errors.New("sequence not found")
 
 	// ErrSequenceChanged is returned by a refill when, on the connection it runs on,
 	// Config.Sequence resolves to another sequence than the one the Allocator is pinned
@@ -27,21 +29,21 @@ var (
 	// several schemas, and on its Querier the name means another one than the pinned.
 	// Use schema-qualified names when the search_path varies. (When the pinned sequence
 	// was dropped and created again, the refill re-pins instead: see the README's Keys.)
-	ErrSequenceChanged = errors.New("idgen: sequence name resolves to a different sequence")
+	ErrSequenceChanged = errors.New("sequence name resolves to a different sequence")
 
 	// ErrOlderTimeline is returned by a refill when the server reports an older WAL
 	// timeline than an earlier refill of the Allocator saw: the connection reached a
 	// server that was demoted or cut off by a failover. No key from it is handed out;
 	// connect to the current primary.
-	ErrOlderTimeline = errors.New("idgen: server is on an older WAL timeline than an earlier refill saw")
+	ErrOlderTimeline = errors.New("server is on an older WAL timeline than an earlier refill saw")
 
 	// ErrCycle is returned by New for a sequence declared CYCLE: a cycling sequence
 	// would hand out the same keys again.
-	ErrCycle = errors.New("idgen: sequence is CYCLE")
+	ErrCycle = errors.New("sequence is CYCLE")
 
 	// ErrExhausted is returned when the sequence cannot reserve another whole block
 	// without passing its MAXVALUE. Keys reserved before are still valid.
-	ErrExhausted = errors.New("idgen: sequence exhausted")
+	ErrExhausted = errors.New("sequence exhausted")
 
 	// ErrInvalidConfig is matched (with errors.Is) by the *ConfigError that New returns
 	// for a Config that is wrong before any database is asked.
@@ -87,7 +89,7 @@ type SequenceError struct {
 }
 
 func (e *SequenceError) Error() string {
-	msg := fmt.Sprintf("idgen: sequence %s: %v", e.Sequence, e.Err)
+	msg := fmt.Sprintf("idgen: sequence %s: %s", e.Sequence, body(e.Err))
 	if e.Detail != "" {
 		msg += " (" + e.Detail + ")"
 	}
@@ -119,3 +121,7 @@ func classify(seq string, err error) error {
 	}
 	return &SequenceError{Sequence: seq, Err: err}
 }
+
+// body returns err's text without a leading "idgen: ", for an error of this package that
+// wraps another and carries the prefix itself: a message says "idgen:" once.
+func body(err error) string { return strings.TrimPrefix(err.Error(), "idgen: ") }

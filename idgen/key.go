@@ -216,8 +216,8 @@ type KeyError struct {
 }
 
 // Error names the model and what is known of its key, then the problem and the fix, as
-// in "models.Commit.ID (table commits, column id, sequence commits_id_seq): idgen: …;
-// fix: …".
+// in "models.Commit.ID (table commits, column id, sequence commits_id_seq): …; fix: …".
+// It has no "idgen:" prefix: validators return it inside a *CheckError, which has one.
 func (e *KeyError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Model)
@@ -239,7 +239,7 @@ func (e *KeyError) Error() string {
 		b.WriteString(" (" + strings.Join(about, ", ") + ")")
 	}
 	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
+	b.WriteString(body(e.Err)) // the *CheckError around it says "idgen:"
 	if e.Hint != "" {
 		b.WriteString("; fix: ")
 		b.WriteString(e.Hint)

@@ -26,7 +26,11 @@ const DefaultAllocationSize = 50
 //	                (idgen:"allocationSize:50"). New refuses an empty Sequence: resolve
 //	                it first (CheckKey does, and so do seqrepo's repo and migrations).
 //	allocationSize  the block size, equal to the sequence INCREMENT (default 50)
-//	optimizer       "pooled-lo" (default) or "pooled"
+//	optimizer       "pooled-lo" (default; also "pooledlo", "pooled_lo") or "pooled"
+//
+// Each key has aliases, accepted as the same key: "seq" for sequence, "size" and
+// "allocation_size" for allocationSize. A key given twice, under any spellings, is an
+// error.
 //
 // ParseTag returns an error matching ErrInvalidConfig for anything else: an unknown
 // or repeated key, a missing value, a size that is not a positive integer.

@@ -18,13 +18,16 @@ var (
 	// Adopt, when the column has no sequence to adopt: it is not an identity or serial column,
 	// and its DEFAULT calls nextval on no sequence (or on more than one). Name the sequence
 	// with AdoptConfig.Sequence. Nothing was changed.
-	ErrNoSequence = errors.New("migrations: column has no sequence")
+	ErrNoSequence = errors.New("column has no sequence")
 
 	// ErrNotAdoptable is matched by the error of Adoption.Up and Down, and of Adopt, when the
 	// table cannot take client-assigned keys as it is: the key is GENERATED ALWAYS AS
 	// IDENTITY, not an integer, or its sequence descends; or the transaction is not READ
 	// COMMITTED. The error says which and what to do. Nothing was changed.
-	ErrNotAdoptable = errors.New("migrations: table cannot adopt seqrepo as it is")
+	ErrNotAdoptable = errors.New("table cannot adopt seqrepo as it is")
+
+	// ErrNoSequence and ErrNotAdoptable have no "migrations:" prefix of their own: they are
+	// matched, never printed, and the error around them carries the prefix once.
 
 	// ErrInvalidAdoption is matched by the error NewAdoption and Adopt return for arguments
 	// that are wrong before any database is asked: an empty or over-long name, a NUL byte,
@@ -32,7 +35,8 @@ var (
 	ErrInvalidAdoption = errors.New("migrations: invalid adoption")
 )
 
-// SQLSTATEs that the adoption statements raise; wrap maps them to the sentinels above.
+// SQLSTATEs that the adoption statements raise; TranslateError maps them to the sentinels
+// above.
 const (
 	sqlStateNoSequence    = "SR001"
 	sqlStateNotAdoptable  = "SR002"
@@ -79,6 +83,7 @@ const (
 // An Adoption is immutable and safe for concurrent use.
 type Adoption struct {
 	table, column  string // quoted for messages
+	source         string // for goose: the name its status shows
 	size           int
 	up, down, file string
 }
@@ -152,6 +157,9 @@ func (c AdoptConfig) validate() error {
 // NewAdoption returns the Adoption that cfg describes. It only validates cfg; it asks no
 // database. Its errors match ErrInvalidAdoption.
 func NewAdoption(cfg AdoptConfig) (*Adoption, error) {
+	if schema, name, ok := strings.Cut(cfg.Table, "."); ok && cfg.Schema == "" {
+		cfg.Schema, cfg.Table = schema, name // "schema.table", as idgen reads it
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -160,6 +168,7 @@ func NewAdoption(cfg AdoptConfig) (*Adoption, error) {
 		column: quoteIdent(cfg.Column),
 		size:   cfg.AllocationSize,
 	}
+	a.source = "adopt_seqrepo_" + sourceName(cfg.Schema, cfg.Table, cfg.Column) + ".go"
 	a.up = adoptionStatement(cfg, true)
 	a.down = adoptionStatement(cfg, false)
 	a.file = a.gooseFile()
@@ -198,9 +207,31 @@ func (a *Adoption) SQL() (up, down string) { return a.up, a.down }
 func (a *Adoption) GooseFile() string { return a.file }
 
 // Migration returns a goose Go migration with the given version that runs Up and Down in
-// goose's transaction, for goose.WithGoMigrations.
+// goose's transaction, for goose.WithGoMigrations. Its Source, which goose's status and
+// log show, is "<version>_adopt_seqrepo_<schema>_<table>_<column>.go" (names with
+// characters other than letters, digits and _ written as _); no such file exists.
 func (a *Adoption) Migration(version int64) *goose.Migration {
-	return goose.NewGoMigration(version, &goose.GoFunc{RunTx: a.Up}, &goose.GoFunc{RunTx: a.Down})
+	m := goose.NewGoMigration(version, &goose.GoFunc{RunTx: a.Up}, &goose.GoFunc{RunTx: a.Down})
+	m.Source = strconv.FormatInt(version, 10) + "_" + a.source
+	return m
+}
+
+// sourceName joins the non-empty names with _, each with characters other than ASCII
+// letters, digits and _ replaced by _, for a migration's Source.
+func sourceName(names ...string) string {
+	var parts []string
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		parts = append(parts, strings.Map(func(r rune) rune {
+			if r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+				return r
+			}
+			return '_'
+		}, n))
+	}
+	return strings.Join(parts, "_")
 }
 
 func (a *Adoption) run(ctx context.Context, tx *sql.Tx, stmt, doing string) error {
@@ -208,16 +239,39 @@ func (a *Adoption) run(ctx context.Context, tx *sql.Tx, stmt, doing string) erro
 		return fmt.Errorf("migrations: %s seqrepo on %s.%s: nil transaction", doing, a.table, a.column)
 	}
 	if _, err := tx.ExecContext(ctx, stmt); err != nil {
-		switch sqlState(err) {
-		case sqlStateNoSequence:
-			err = fmt.Errorf("%w: %w", ErrNoSequence, err)
-		case sqlStateNotAdoptable:
-			err = fmt.Errorf("%w: %w", ErrNotAdoptable, err)
-		}
-		return fmt.Errorf("migrations: %s seqrepo on %s.%s: %w", doing, a.table, a.column, err)
+		return fmt.Errorf("migrations: %s seqrepo on %s.%s: %w", doing, a.table, a.column, TranslateError(err))
 	}
 	return nil
 }
+
+// TranslateError returns err so that errors.Is matches ErrNoSequence or ErrNotAdoptable when
+// err comes from an adoption statement that refused the table: its SQLSTATE is SR001 (no
+// sequence) or SR002 (cannot adopt as it is). Adoption.Up, Down and Adopt already return
+// errors translated; pass it the error of a goose Provider that ran a GooseFile, or of any
+// other runner of SQL() or GooseFile(). The text is err's, unchanged, and errors.Is and
+// errors.As still see err; any other error, nil included, is returned as it is.
+// TranslateError is safe for concurrent use.
+func TranslateError(err error) error {
+	var sentinel error
+	switch sqlState(err) {
+	case sqlStateNoSequence:
+		sentinel = ErrNoSequence
+	case sqlStateNotAdoptable:
+		sentinel = ErrNotAdoptable
+	default:
+		return err
+	}
+	return &adoptionError{err: err, sentinel: sentinel}
+}
+
+// adoptionError is an error raised by an adoption statement, matching its sentinel.
+type adoptionError struct {
+	err, sentinel error
+}
+
+func (e *adoptionError) Error() string        { return e.err.Error() }
+func (e *adoptionError) Unwrap() error        { return e.err }
+func (e *adoptionError) Is(target error) bool { return target == e.sentinel }
 
 // sqlState returns the SQLSTATE of a driver error that carries one (pgx's *pgconn.PgError
 // and lib/pq's *pq.Error both do), or "".
@@ -297,26 +351,25 @@ BEGIN
 // adoptResolve finds the column and its sequence, and checks them, before anything changes.
 const adoptResolve = `	IF current_setting('transaction_isolation') <> 'read committed' THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR002',
-			MESSAGE = format('seqrepo: changing the sequence of %s.%I needs a READ COMMITTED transaction, not %s', tbl, col, current_setting('transaction_isolation')),
-			HINT = 'A later snapshot could miss rows committed while the statement waited for its lock.';
+			MESSAGE = format('changing the sequence of %s.%I needs a READ COMMITTED transaction, not %s: a later snapshot could miss rows committed while the statement waited for its lock; run it at READ COMMITTED', tbl, col, current_setting('transaction_isolation'));
 	END IF;
 	SELECT a.attnum, a.atttypid::regtype, a.attidentity INTO num, typ, ident
 	FROM pg_attribute AS a
 	WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION USING ERRCODE = 'undefined_column',
-			MESSAGE = format('seqrepo: column %I of %s does not exist', col, tbl);
+			MESSAGE = format('column %I of %s does not exist', col, tbl);
 	END IF;
 	IF typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR002',
-			MESSAGE = format('seqrepo: column %I of %s is %s; a key from a sequence is bigint (or integer, smallint)', col, tbl, typ);
+			MESSAGE = format('column %I of %s is %s; a key from a sequence is bigint (or integer, smallint)', col, tbl, typ);
 	END IF;
 	own := pg_get_serial_sequence(tbl::text, col)::regclass;
 	IF named IS NOT NULL THEN
 		seq := named::regclass;
 		IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = seq) <> 'S' THEN
 			RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
-				MESSAGE = format('seqrepo: %s is not a sequence', seq);
+				MESSAGE = format('%s is not a sequence', seq);
 		END IF;
 	ELSIF own IS NOT NULL THEN
 		seq := own; -- identity or serial
@@ -330,20 +383,18 @@ const adoptResolve = `	IF current_setting('transaction_isolation') <> 'read comm
 		WHERE ad.adrelid = tbl AND ad.adnum = num;
 		IF n > 1 THEN
 			RAISE EXCEPTION USING ERRCODE = 'SR001',
-				MESSAGE = format('seqrepo: the DEFAULT of column %I of %s uses %s sequences', col, tbl, n),
-				HINT = 'Name the one to adopt (migrations.AdoptConfig.Sequence).';
+				MESSAGE = format('the DEFAULT of column %I of %s uses %s sequences; name the one to adopt (migrations.AdoptConfig.Sequence)', col, tbl, n);
 		END IF;
 	END IF;
 	IF seq IS NULL THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR001',
-			MESSAGE = format('seqrepo: column %I of %s has no sequence: it is not an identity or serial column, and its DEFAULT does not call nextval', col, tbl),
-			HINT = 'Name the sequence (migrations.AdoptConfig.Sequence), or create one.';
+			MESSAGE = format('column %I of %s has no sequence: it is not an identity or serial column, and its DEFAULT does not call nextval; name the sequence (migrations.AdoptConfig.Sequence), or create one', col, tbl);
 	END IF;
 	SELECT s.seqincrement, s.seqstart, s.seqmin, s.seqmax INTO incr, start, minv, maxv
 	FROM pg_sequence AS s WHERE s.seqrelid = seq;
 	IF incr < 0 THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR002',
-			MESSAGE = format('seqrepo: sequence %s of %s.%I descends (INCREMENT %s); blocks need an ascending sequence', seq, tbl, col, incr);
+			MESSAGE = format('sequence %s of %s.%I descends (INCREMENT %s); blocks need an ascending sequence', seq, tbl, col, incr);
 	END IF;
 `
 
@@ -352,8 +403,7 @@ const adoptResolve = `	IF current_setting('transaction_isolation') <> 'read comm
 // nextval until commit, so max(key) and last_value cannot move before setval.
 const adoptUp = `	IF ident = 'a' AND seq = own THEN
 		RAISE EXCEPTION USING ERRCODE = 'SR002',
-			MESSAGE = format('seqrepo: column %I of %s is GENERATED ALWAYS AS IDENTITY, which rejects client-assigned keys', col, tbl),
-			HINT = format('First: ALTER TABLE %s ALTER COLUMN %I SET GENERATED BY DEFAULT', tbl, col);
+			MESSAGE = format('column %I of %s is GENERATED ALWAYS AS IDENTITY, which rejects client-assigned keys: run ALTER TABLE %s ALTER COLUMN %I SET GENERATED BY DEFAULT first', col, tbl, tbl, col);
 	END IF;
 	IF ident <> '' AND seq = own THEN
 		EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);

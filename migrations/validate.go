@@ -2,6 +2,7 @@ package migrations
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 
 	"github.com/seqrepo/seqrepo/idgen"
@@ -35,7 +36,9 @@ var ErrNoTag = idgen.ErrNoKeyTag
 // that fixes it. errors.Is matches each problem's sentinel (idgen.ErrIncrementMismatch,
 // idgen.ErrSequenceNotFound, idgen.ErrSequenceBehind, idgen.ErrNoColumnSequence,
 // idgen.ErrCycle, idgen.ErrExhausted, idgen.ErrInvalidConfig for a malformed tag, ErrNoTag),
-// and errors.As finds the idgen error types. If ctx ends, Validate returns ctx.Err() alone.
+// and errors.As finds the idgen error types. If ctx ends, Validate returns ctx.Err() alone;
+// if the database cannot be queried at all (it is down, or db is closed), Validate returns
+// that one error, wrapping the driver's, instead of one problem per model.
 //
 // Validate only reads. It is safe for concurrent use if db is.
 func Validate(ctx context.Context, db idgen.Querier, models ...any) error {
@@ -44,6 +47,11 @@ func Validate(ctx context.Context, db idgen.Querier, models ...any) error {
 		if err := keycheck.Check(ctx, db, keycheck.FromType(reflect.TypeOf(m))); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if len(problems) == 0 {
+				if down := keycheck.Unreachable(ctx, db); down != nil {
+					return fmt.Errorf("migrations: Validate: cannot query the database: %w", down)
+				}
 			}
 			problems = append(problems, err)
 		}

@@ -3,6 +3,8 @@ package repo
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
@@ -15,15 +17,17 @@ var ErrNotFound error = notFoundError{}
 
 type notFoundError struct{}
 
-// Error returns "repo: record not found".
-func (notFoundError) Error() string { return "repo: record not found" }
+// Error returns "record not found". It has no "repo:" prefix: Get, Update and Delete
+// return it wrapped, as "repo: Order 42: record not found".
+func (notFoundError) Error() string { return "record not found" }
 
 // Unwrap returns gorm.ErrRecordNotFound.
 func (notFoundError) Unwrap() error { return gorm.ErrRecordNotFound }
 
 // ErrNoPlugin is returned by New when the *gorm.DB has no seqrepo Plugin registered:
 // call db.Use(repo.NewPlugin()) first.
-var ErrNoPlugin = errors.New("repo: seqrepo plugin not registered on this *gorm.DB (db.Use(repo.NewPlugin()))")
+// Like ErrNotFound it has no "repo:" prefix of its own: New wraps it ("repo: New[Order]: …").
+var ErrNoPlugin = errors.New("seqrepo plugin not registered on this *gorm.DB; call db.Use(repo.NewPlugin()) first")
 
 // DuplicateKeyError reports a unique-constraint violation (SQLSTATE 23505) from any write
 // method. errors.As finds it; Unwrap returns the driver's *pgconn.PgError, and errors.Is
@@ -71,6 +75,41 @@ func translate(err error) error {
 		return &DuplicateKeyError{Constraint: pgErr.ConstraintName, Table: pgErr.TableName, Detail: pgErr.Detail, Err: pgErr}
 	}
 	return err
+}
+
+// wrapf returns err with context: "repo: " + the formatted text + ": " + err's text,
+// whose own "repo: " prefix, if any, is dropped so that the message says "repo:" once.
+// errors.Is and errors.As see err.
+func wrapf(err error, format string, args ...any) error {
+	return &contextError{msg: fmt.Sprintf("repo: "+format, args...), err: err}
+}
+
+type contextError struct {
+	msg string
+	err error
+}
+
+func (e *contextError) Error() string {
+	return e.msg + ": " + strings.TrimPrefix(e.err.Error(), "repo: ")
+}
+
+func (e *contextError) Unwrap() error { return e.err }
+
+// translateUpsert is translate for Upsert, which also names the model and the conflict
+// columns when no unique constraint or index covers them (SQLSTATE 42P10): PostgreSQL's
+// own message names neither.
+func translateUpsert(err error, model string, columns []string) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P10" {
+		quoted := make([]string, len(columns))
+		for i, c := range columns {
+			quoted[i] = strconv.Quote(c)
+		}
+		cols := strings.Join(quoted, ", ")
+		return fmt.Errorf("repo: Upsert %s: OnConflict.Columns (%s) are not the columns of a unique constraint or unique index; create one on exactly these columns (CREATE UNIQUE INDEX ON … (%s)), or name the columns of one that exists: %w",
+			model, cols, cols, err)
+	}
+	return translate(err)
 }
 
 // ErrInvalidText is matched (errors.Is) by the *InvalidTextError that CreateAll, Copy,

@@ -15,7 +15,10 @@ import (
 // in a row or anything is written, so a narrow key never wraps into a wrong or negative
 // one. The error names the model, the field, the key and the field's range; the fix is
 // a wider key type (int64, and bigint in the table).
-var ErrKeyOutOfRange = errors.New("repo: key out of range")
+//
+// It has no "repo:" prefix of its own: the error around it carries it ("repo: key out of
+// range: model Order, …").
+var ErrKeyOutOfRange = errors.New("key out of range")
 
 // keyRange returns the smallest and largest int64 a key field of type t holds (a
 // pointer is looked through).
@@ -62,7 +65,7 @@ func (m *model) checkRange(keys []int64) error {
 			if kind := m.key.IndirectFieldType.Kind().String(); kind != typ {
 				typ += " (" + kind + ")" // a named type: say what it is
 			}
-			return fmt.Errorf("%w: model %s, key field %s is %s, which holds %d to %d, but sequence %s handed out %d; make the field int64 (and the column bigint)",
+			return fmt.Errorf("repo: %w: model %s, key field %s is %s, which holds %d to %d, but sequence %s handed out %d; make the field int64 (and the column bigint)",
 				ErrKeyOutOfRange, m.name(), m.key.Name, typ, lo, hi, m.cfg.Sequence, k)
 		}
 	}

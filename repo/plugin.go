@@ -193,6 +193,11 @@ func (p *Plugin) Validate(ctx context.Context, models ...any) error {
 			if auto && errors.Is(err, idgen.ErrNoColumnSequence) {
 				continue // left to GORM
 			}
+			if len(problems) == 0 {
+				if down := keycheck.Unreachable(ctx, p.pool); down != nil {
+					return fmt.Errorf("repo: Plugin.Validate: cannot query the database: %w", down)
+				}
+			}
 			problems = append(problems, err)
 		}
 	}

@@ -82,11 +82,11 @@ func NewWithConfig[T any](db *gorm.DB, cfg Config) (*Repository[T], error) {
 	}
 	s, err := parseSchema(db, new(T))
 	if err != nil {
-		return nil, fmt.Errorf("repo: New[%s]: %w", typ.Name(), err)
+		return nil, wrapf(err, "New[%s]", typ.Name())
 	}
 	m, err := p.candidate(s)
 	if err != nil {
-		return nil, fmt.Errorf("repo: New[%s]: %w", typ.Name(), err)
+		return nil, wrapf(err, "New[%s]", typ.Name())
 	}
 	if m == nil {
 		return nil, fmt.Errorf("repo: New[%s]: no field has an %s tag; tag the primary key, e.g. %s:\"sequence:%s_id_seq;allocationSize:%d\"",

@@ -136,7 +136,7 @@ func (r *Repository[T]) Upsert(ctx context.Context, rows []T, on OnConflict) (Up
 		for i := range rows {
 			_ = r.setKey(&rows[i], before[i])
 		}
-		return UpsertResult{}, translate(err)
+		return UpsertResult{}, translateUpsert(err, r.m.name(), on.Columns)
 	}
 	// The row that wrote a new key may be a later duplicate (DO UPDATE keeps the last);
 	// report the first row with that key as the inserted one.

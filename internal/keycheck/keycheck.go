@@ -70,6 +70,17 @@ func Check(ctx context.Context, q idgen.Querier, m Model) error {
 	return ke
 }
 
+// Unreachable returns the error of a trivial query on q, or nil when q answers. A validator
+// calls it when its first model fails, so that a database it cannot reach (down, refusing
+// connections, a closed handle) is reported once instead of once per model.
+func Unreachable(ctx context.Context, q idgen.Querier) error {
+	rows, err := q.QueryContext(ctx, "SELECT 1")
+	if err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
 // AdoptionHint returns the migrations.NewAdoption call that adopts table's column, as
 // Go source: migrations.NewAdoption(migrations.AdoptConfig{Table: "orders", Column: "id",
 // AllocationSize: 50}), with Schema for a schema-qualified table.
