@@ -90,8 +90,9 @@ type Adoption struct {
 
 // AdoptConfig says which table's key to adopt and how. Table, Column and AllocationSize
 // are required; the other fields' zero values are the defaults. Every name is an exact
-// identifier, never case-folded or split: "Orders" is the table Orders, not orders, and
-// a dot is part of the name (use Schema). NewAdoption validates it, reporting every
+// identifier, never case-folded: "Orders" is the table Orders, not orders. A Table
+// "shop.orders" with no Schema is the table orders of schema shop, as idgen reads
+// names; with Schema set, a dot is part of the table's name. NewAdoption validates it, reporting every
 // problem at once. An AdoptConfig is a plain value, safe to copy and share.
 type AdoptConfig struct {
 	// Table is the table whose key is adopted.
