@@ -60,8 +60,9 @@ type Config struct {
 	// reserves the next blocks, so steady-state callers find their keys in memory
 	// instead of waiting for a nextval (and, with durable refills, a WAL flush). It runs
 	// detached from every caller's context, one goroutine per refill that ends with it.
-	// Measured in the README's "Keys": ten goroutines taking NextN(10) per request wait
-	// for a round trip about 20 times in 1,000 keys without it and about 2 with it. A
+	// Measured in the README's "Keys": with eight goroutines taking NextN(10) per request
+	// at allocation size 50, about 95 calls per 1,000 keys wait for a round trip without
+	// it and about 2 with it, and the 99th percentile of NextN drops from 10 ms to 0.8 ms. A
 	// failed prefetch fails no call: the callers that then need keys get a refill of
 	// their own, and its error (Stats.PrefetchErrors counts them, and prefetching
 	// pauses until a refill succeeds). Refills through Using never prefetch on the
