@@ -25,7 +25,9 @@ var (
 // Allocator hands out keys from blocks reserved in one PostgreSQL sequence.
 //
 // Keys are handed out from memory; a round trip happens only when the reserved
-// blocks run out, and then one round trip reserves every block the call needs.
+// blocks run out, and then one round trip reserves every block the call needs, shared
+// by every caller short of keys at that moment. With prefetch (Config.NoPrefetch), a
+// background round trip reserves the next blocks before they run out.
 // Keys are unique across goroutines, processes and hosts as long as every writer of
 // the sequence uses the same AllocationSize (equal to the sequence INCREMENT) and the
 // same Optimizer, or inserts with DEFAULT nextval(...). Keys are not handed out in a
@@ -67,8 +69,19 @@ type state struct {
 	repinned    bool // floor applies
 	// blocks are reserved keys not yet handed out, in the order they are handed out.
 	blocks []span
-	// refill is the background refill in flight on the default Querier, or nil.
-	refill *refill
+	// refill is the round trip in flight on the default Querier, or nil: at most one at
+	// a time. waiters are the callers on the default Querier that found too few keys in
+	// memory, in arrival order; every refill serves them as it finishes (prefetch.go).
+	refill  *refill
+	waiters []*waiter
+	// prefetch is true unless cfg.NoPrefetch or q cannot be used from a background
+	// goroutine; low is the watermark, in keys, below which a prefetch starts; paused is
+	// set by a failed prefetch and cleared by the next refill that succeeds.
+	prefetch bool
+	low      int64
+	paused   bool
+	// q is the Querier New was given: the default Querier, which prefetches use.
+	q DB
 	// epoch counts the times the pool was dropped: after an increment mismatch
 	// (dropAll), a failover to a new WAL timeline, or a re-pin to a sequence created
 	// again. dropped is the mismatch that ended the latest epoch, or nil when the drop
@@ -80,27 +93,44 @@ type state struct {
 	epoch   uint64
 	dropped error
 
-	roundTrips atomic.Int64
-	reserved   atomic.Int64
-	handedOut  atomic.Int64
+	fgTrips     atomic.Int64 // round trips a caller waited for
+	bgTrips     atomic.Int64 // round trips of prefetches
+	reserved    atomic.Int64
+	handedOut   atomic.Int64
+	waits       atomic.Int64
+	prefetchErr atomic.Int64
 }
 
-// refill is one background round trip that callers on the default Querier share.
-type refill struct {
-	done chan struct{} // closed when the refill has finished
-	want int           // keys reserved for the caller that started it
-	// Set before done is closed:
-	keys      []int64 // the starter's keys, unless the starter gave up
-	err       error
-	gaveUp    bool // starter returned before done; protected by state.mu
-	finishing bool // protected by state.mu
+// trips counts n round trips, sent by a prefetch when background is true.
+func (st *state) trips(background bool, n int64) {
+	if background {
+		st.bgTrips.Add(n)
+	} else {
+		st.fgTrips.Add(n)
+	}
 }
 
 // Stats are counters of an Allocator since New. Every field only grows.
 type Stats struct {
-	RoundTrips int64 // queries sent to the database by refills (New's check excluded)
+	// RoundTrips counts the queries sent to the database by refills (New's check
+	// excluded): ForegroundRoundTrips + BackgroundRoundTrips.
+	RoundTrips int64
 	Blocks     int64 // blocks reserved with nextval
 	Keys       int64 // keys handed out to callers
+	// ForegroundRoundTrips counts the round trips of refills started for callers that
+	// found too few keys in memory: they waited for it from its start.
+	ForegroundRoundTrips int64
+	// BackgroundRoundTrips counts the round trips of prefetches: refills started, while
+	// no caller was waiting, because the pool fell below its watermark.
+	BackgroundRoundTrips int64
+	// Waits counts the calls that found too few keys in memory and waited for a round
+	// trip: their own, one they shared, or a prefetch still in flight. With prefetch
+	// keeping ahead of demand it stays still while keys are handed out.
+	Waits int64
+	// PrefetchErrors counts the prefetches that failed. A failed prefetch fails no call
+	// by itself (see Config.NoPrefetch): the callers that need keys get a refill of
+	// their own, and its error.
+	PrefetchErrors int64
 }
 
 // New checks cfg against the database and returns an Allocator that reserves blocks
@@ -114,7 +144,10 @@ type Stats struct {
 // for the life of the process.
 //
 // ctx only bounds New's own check. db, a database/sql or a pgx handle (see DB), is used
-// for every later refill, except through the Allocators that WithTx returns.
+// for every later refill, except through the Allocators that WithTx returns, and for
+// prefetches, from a background goroutine: with prefetch on, db must be safe for
+// concurrent use, as a *sql.DB or a pool is (New does not prefetch on a *sql.Tx,
+// *sql.Conn, pgx.Tx or *pgx.Conn).
 func New(ctx context.Context, db DB, cfg Config) (*Allocator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -128,6 +161,7 @@ func New(ctx context.Context, db DB, cfg Config) (*Allocator, error) {
 	}
 	st := &state{cfg: cfg, oid: oid}
 	st.ambiguous.Store(ambiguous)
+	st.initPrefetch(db)
 	if err := register(ctx, db, st); err != nil {
 		return nil, err
 	}
@@ -155,6 +189,10 @@ func (a *Allocator) SequenceOID() uint32 {
 // transaction would otherwise deadlock). The refill's nextval is not undone if q's
 // transaction rolls back, so keys reserved through q stay unique either way.
 //
+// Refills through q reserve, in the same round trip, the keys prefetch keeps ahead of
+// demand; no query runs on q outside the calls made through the returned Allocator.
+// When the shared pool runs low, the prefetch runs on a's own database handle.
+//
 // The returned Allocator is as safe for concurrent use as q is (a *sql.Tx, a pgx.Tx
 // and a *pgx.Conn are for one goroutine at a time). Keep it no longer than q: once q's
 // transaction has ended, its calls still hand out keys already reserved, but a call
@@ -169,21 +207,27 @@ func (a *Allocator) WithTx(q DB) *Allocator {
 
 // Stats returns the Allocator's counters. They are shared with the Allocators made by WithTx.
 func (a *Allocator) Stats() Stats {
+	fg, bg := a.st.fgTrips.Load(), a.st.bgTrips.Load()
 	return Stats{
-		RoundTrips: a.st.roundTrips.Load(),
-		Blocks:     a.st.reserved.Load(),
-		Keys:       a.st.handedOut.Load(),
+		RoundTrips:           fg + bg,
+		Blocks:               a.st.reserved.Load(),
+		Keys:                 a.st.handedOut.Load(),
+		ForegroundRoundTrips: fg,
+		BackgroundRoundTrips: bg,
+		Waits:                a.st.waits.Load(),
+		PrefetchErrors:       a.st.prefetchErr.Load(),
 	}
 }
 
-// Next returns one new key. It does a round trip only when the reserved block is used
-// up; ctx bounds the wait for that refill, but cancelling it does not cancel a refill
-// that other callers share.
+// Next returns one new key. It waits for a round trip only when no reserved key is
+// left; ctx bounds that wait, but cancelling it does not cancel a refill that other
+// callers share.
 func (a *Allocator) Next(ctx context.Context) (int64, error) {
 	st := a.st
 	st.mu.Lock()
 	if len(st.blocks) > 0 {
 		k := st.popLocked()
+		a.prefetchLocked()
 		st.mu.Unlock()
 		st.handedOut.Add(1)
 		return k, nil
@@ -197,8 +241,9 @@ func (a *Allocator) Next(ctx context.Context) (int64, error) {
 }
 
 // NextN returns n new keys. Keys already reserved are used first; every block still
-// needed is reserved in one round trip (SELECT nextval … FROM generate_series). n == 0
-// returns nil without a round trip. On error no key is handed out.
+// needed is reserved in one round trip (SELECT nextval … FROM generate_series), which
+// the callers short of keys at the same moment share. n == 0 returns nil without a
+// round trip. On error no key is handed out.
 //
 // ctx bounds the wait; a refill shared with other callers is not cancelled with it.
 func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
@@ -216,6 +261,7 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 	}
 	keys := make([]int64, 0, n)
 	var epoch uint64 // the epoch keys were taken in
+	waited := false
 	for {
 		st.mu.Lock()
 		if len(keys) > 0 && st.epoch != epoch { // keys from before a drop: see state.epoch
@@ -230,88 +276,101 @@ func (a *Allocator) NextN(ctx context.Context, n int) ([]int64, error) {
 		}
 		keys = st.takeLocked(keys, n-len(keys))
 		if len(keys) == n {
+			a.prefetchLocked()
 			st.mu.Unlock()
 			st.handedOut.Add(int64(n))
 			return keys, nil
 		}
+		if !waited {
+			waited = true
+			st.waits.Add(1)
+		}
+		st.lateLocked()
 		want := n - len(keys)
+		var got []int64
+		var gotEpoch uint64
+		var err error
 		if a.via {
+			more := st.headroomLocked()
 			st.mu.Unlock()
-			got, err := a.refillVia(ctx, want)
-			if err != nil {
-				return nil, st.fail(keys, epoch, err)
-			}
-			keys = append(keys, got...)
-			continue
+			got, gotEpoch, err = a.refillVia(ctx, want, more)
+		} else {
+			got, gotEpoch, err = a.wait(ctx, want) // unlocks st.mu
 		}
-		if r := st.refill; r != nil {
-			// Someone else's refill is in flight: wait for it, then look again.
-			st.mu.Unlock()
-			select {
-			case <-r.done:
-				if r.err != nil {
-					return nil, st.fail(keys, epoch, r.err)
-				}
-				continue
-			case <-ctx.Done():
-				return nil, st.fail(keys, epoch, ctx.Err())
-			}
+		if err != nil {
+			return nil, st.fail(keys, epoch, err)
 		}
-		r := &refill{done: make(chan struct{}), want: want}
-		st.refill = r
-		st.mu.Unlock()
-		// The refill serves everyone waiting, so it runs with the caller's values but
-		// without its cancellation.
-		go a.runRefill(context.WithoutCancel(ctx), r)
-		select {
-		case <-r.done:
-		case <-ctx.Done():
-			st.mu.Lock()
-			if !r.finishing {
-				r.gaveUp = true
-				st.mu.Unlock()
-				return nil, st.fail(keys, epoch, ctx.Err())
-			}
-			st.mu.Unlock()
-			<-r.done // finishing under way: its result is ours, and it is immediate
+		if keys, epoch, err = st.join(keys, epoch, got, gotEpoch); err != nil {
+			return nil, err
 		}
-		if r.err != nil {
-			return nil, st.fail(keys, epoch, r.err)
-		}
-		keys = append(keys, r.keys...)
 	}
 }
 
-// runRefill reserves the blocks r needs on the default Querier, keeps r.want keys for
-// the caller that started it (unless that caller gave up) and puts the rest in the pool.
-func (a *Allocator) runRefill(ctx context.Context, r *refill) {
-	blocks, epoch, err := a.reserve(ctx, a.q, r.want)
+// join adds got, keys taken in gotEpoch, to keys, taken in epoch. When a drop came in
+// between (see state.epoch), keys are not handed out: the call fails with the mismatch
+// that ended their epoch, or goes on with got alone. (Comparing keys against the epoch
+// of before the drop would throw got away too, a block per failover.)
+func (st *state) join(keys []int64, epoch uint64, got []int64, gotEpoch uint64) ([]int64, uint64, error) {
+	if len(keys) == 0 || gotEpoch == epoch {
+		return append(keys, got...), gotEpoch, nil
+	}
+	st.mu.Lock()
+	err := st.dropped
+	current := st.epoch == gotEpoch
+	st.mu.Unlock()
+	if err != nil && current {
+		return nil, 0, err
+	}
+	return append(keys[:0], got...), gotEpoch, nil
+}
+
+// runRefill reserves want keys on the default Querier, puts them in the pool, serves
+// the waiters in arrival order and starts the next refill when some are still short
+// (or the pool is below its watermark). A refill that fails fails the waiters with its
+// error, except a prefetch's: its waiters get a refill of their own.
+func (a *Allocator) runRefill(ctx context.Context, r *refill, want int) {
+	blocks, epoch, err := a.reserve(ctx, a.st.q, want, r.background)
 	st := a.st
 	st.mu.Lock()
-	r.finishing = true
 	if st.epoch != epoch {
-		// Reserved before a drop (see state.epoch): discard. After a mismatch the call
-		// fails with it; otherwise it finds no keys and starts another refill.
+		// Reserved before a drop (see state.epoch): discard. After a mismatch the
+		// waiters fail with it; otherwise the next refill serves them.
 		blocks = nil
 		if err == nil {
 			err = st.dropped
 		}
 	}
 	st.acceptLocked(blocks) // blocks that fit below MAXVALUE stay even when err says the rest did not
-	if err != nil {
-		r.err = err
-	} else if !r.gaveUp {
-		r.keys = st.takeLocked(make([]int64, 0, r.want), r.want)
-	}
 	st.refill = nil
+	switch {
+	case err != nil && r.background:
+		st.prefetchErr.Add(1)
+		st.paused = true
+		st.serveLocked()
+		if len(st.waiters) > 0 {
+			a.startLocked(context.Background())
+		}
+	case err != nil:
+		st.serveLocked() // what the refill kept below MAXVALUE
+		st.failWaitersLocked(err)
+	default:
+		st.paused = false
+		st.serveLocked()
+		if len(st.waiters) > 0 {
+			a.startLocked(context.Background())
+		} else {
+			a.prefetchLocked()
+		}
+	}
 	st.mu.Unlock()
 	close(r.done)
 }
 
-// refillVia reserves the blocks for want keys on a's own Querier, synchronously with
-// the caller's ctx, and returns want keys; the rest go to the shared pool.
-func (a *Allocator) refillVia(ctx context.Context, want int) ([]int64, error) {
-	blocks, epoch, err := a.reserve(ctx, a.q, want)
+// refillVia reserves the blocks for want+more keys on a's own Querier, synchronously
+// with the caller's ctx, and returns want keys and their epoch; the rest go to the
+// shared pool.
+func (a *Allocator) refillVia(ctx context.Context, want, more int) ([]int64, uint64, error) {
+	blocks, epoch, err := a.reserve(ctx, a.q, want+more, false)
 	st := a.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -319,23 +378,27 @@ func (a *Allocator) refillVia(ctx context.Context, want int) ([]int64, error) {
 		// Reserved before a drop (see state.epoch): discard. nil keys and a nil error
 		// send the caller round again.
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return nil, st.dropped
+		return nil, 0, st.dropped
 	}
 	st.acceptLocked(blocks) // blocks that fit below MAXVALUE stay even when err says the rest did not
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return st.takeLocked(make([]int64, 0, want), want), nil
+	keys := st.takeLocked(make([]int64, 0, want), want)
+	st.paused = false // refills work again (callers in transactions refill only here)
+	a.prefetchLocked()
+	return keys, epoch, nil
 }
 
 // reserve runs round trips until the blocks hold at least want keys. One round trip
 // suffices except for the Pooled optimizer's first value of a fresh sequence, a block
 // of one key, and after a failover or a re-pin, which start over. It also returns the
 // epoch the blocks belong to. With an error matching ErrExhausted it also returns the
-// blocks that fit below MAXVALUE, which the caller keeps.
-func (a *Allocator) reserve(ctx context.Context, q DB, want int) ([]span, uint64, error) {
+// blocks that fit below MAXVALUE, which the caller keeps. background says the round
+// trips are a prefetch's, for Stats.
+func (a *Allocator) reserve(ctx context.Context, q DB, want int, background bool) ([]span, uint64, error) {
 	st := a.st
 	st.mu.Lock()
 	epoch, oid, floor, repinned := st.epoch, st.oid, st.floor, st.repinned
@@ -345,14 +408,14 @@ func (a *Allocator) reserve(ctx context.Context, q DB, want int) ([]span, uint64
 	var have int64
 	for repins := 0; have < int64(want); {
 		count := (int64(want) - have + size - 1) / size
-		st.roundTrips.Add(1)
+		st.trips(background, 1)
 		got, err := fetch(ctx, q, st.cfg, oid, int(count))
 		if errors.Is(err, errPinLost) {
 			if repins++; repins > 2 {
 				return nil, 0, &SequenceError{Sequence: st.cfg.Sequence, Err: ErrSequenceChanged,
 					Detail: "the name kept resolving to another sequence than the one just pinned"}
 			}
-			if err := a.repin(ctx, q, oid); err != nil {
+			if err := a.repin(ctx, q, oid, background); err != nil {
 				return nil, 0, err
 			}
 			st.mu.Lock()
@@ -414,10 +477,10 @@ func (a *Allocator) reserve(ctx context.Context, q DB, want int) ([]span, uint64
 // old one (advance), so that this process never hands out a key twice. When the old
 // sequence still exists, the name means another sequence on q (another search_path),
 // and it returns ErrSequenceChanged.
-func (a *Allocator) repin(ctx context.Context, q DB, oid int64) error {
+func (a *Allocator) repin(ctx context.Context, q DB, oid int64, background bool) error {
 	st := a.st
 	seq := st.cfg.Sequence
-	st.roundTrips.Add(1)
+	st.trips(background, 1)
 	now, exists, err := resolve(ctx, q, st.cfg, oid)
 	if err != nil {
 		return err
@@ -438,7 +501,7 @@ func (a *Allocator) repin(ctx context.Context, q DB, oid int64) error {
 	if current != oid { // another call re-pinned already
 		return nil
 	}
-	st.roundTrips.Add(2)
+	st.trips(background, 2)
 	newOID, ambiguous, err := describe(ctx, q, st.cfg)
 	if err != nil {
 		return err
@@ -474,7 +537,7 @@ func (a *Allocator) verify(ctx context.Context) error {
 	st.mu.Lock()
 	oid := st.oid
 	st.mu.Unlock()
-	st.roundTrips.Add(1)
+	st.trips(false, 1)
 	now, _, err := resolve(ctx, a.q, st.cfg, oid)
 	if err != nil {
 		return err
@@ -487,7 +550,8 @@ func (a *Allocator) verify(ctx context.Context) error {
 	return nil
 }
 
-// acceptLocked puts blocks reserved in the current epoch at the front of the pool;
+// acceptLocked puts blocks reserved in the current epoch at the end of the pool, after
+// the keys still in it (a prefetch's blocks come after the ones being handed out);
 // st.mu must be held.
 func (st *state) acceptLocked(blocks []span) {
 	for _, b := range blocks {
@@ -495,7 +559,7 @@ func (st *state) acceptLocked(blocks []span) {
 			st.high, st.haveHigh = b.last, true
 		}
 	}
-	st.blocks = append(blocks, st.blocks...)
+	st.blocks = append(st.blocks, blocks...)
 }
 
 // popLocked hands out the next key; st.mu must be held and st.blocks non-empty.
@@ -539,6 +603,17 @@ func (st *state) fail(keys []int64, epoch uint64, err error) error {
 	if len(keys) == 0 || errors.Is(err, ErrIncrementMismatch) {
 		return err
 	}
+	st.mu.Lock()
+	if st.epoch == epoch {
+		st.giveBackLocked(keys)
+	}
+	st.mu.Unlock()
+	return err
+}
+
+// giveBackLocked puts keys of the current epoch back at the front of the pool; st.mu
+// must be held.
+func (st *state) giveBackLocked(keys []int64) {
 	var back []span
 	for _, k := range keys {
 		if n := len(back); n > 0 && back[n-1].last+1 == k {
@@ -547,12 +622,7 @@ func (st *state) fail(keys []int64, epoch uint64, err error) error {
 		}
 		back = append(back, span{next: k, last: k})
 	}
-	st.mu.Lock()
-	if st.epoch == epoch {
-		st.blocks = append(back, st.blocks...)
-	}
-	st.mu.Unlock()
-	return err
+	st.blocks = append(back, st.blocks...)
 }
 
 // dropAll forgets every reserved key and starts a new epoch ended by the mismatch err:
@@ -570,4 +640,8 @@ func (st *state) dropLocked(err error) {
 	st.blocks = nil
 	st.epoch++
 	st.dropped = err
+	for _, w := range st.waiters { // the keys a waiter was given so far are pool keys too
+		w.need += len(w.keys)
+		w.keys = w.keys[:0]
+	}
 }

@@ -33,59 +33,59 @@ func TestKeySequences(t *testing.T) {
 	}
 
 	t.Run("pooled-lo Next", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "lo_next", "START 1 INCREMENT 50"), 50)
+		a := exactAlloc(t, db, fresh(t, "lo_next", "START 1 INCREMENT 50"), 50)
 		equalKeys(t, nexts(t, a, 50), seqRange(1, 50))
 		equalKeys(t, nexts(t, a, 50), seqRange(51, 100))
-		wantStats(t, a, idgen.Stats{RoundTrips: 2, Blocks: 2, Keys: 100})
+		wantStats(t, a, idgen.Stats{RoundTrips: 2, Blocks: 2, Keys: 100, ForegroundRoundTrips: 2, Waits: 2})
 	})
 	t.Run("pooled-lo NextN", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "lo_nextn", "START 1 INCREMENT 50"), 50)
+		a := exactAlloc(t, db, fresh(t, "lo_nextn", "START 1 INCREMENT 50"), 50)
 		keys, err := a.NextN(ctx, 100)
 		noErr(t, err, "NextN")
 		equalKeys(t, keys, seqRange(1, 100))
-		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 2, Keys: 100})
+		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 2, Keys: 100, ForegroundRoundTrips: 1, Waits: 1})
 	})
 	t.Run("pooled Next", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "hi_next", "START 1 INCREMENT 50"), 50, idgen.Pooled)
+		a := exactAlloc(t, db, fresh(t, "hi_next", "START 1 INCREMENT 50"), 50, idgen.Pooled)
 		equalKeys(t, nexts(t, a, 1), []int64{1})
 		equalKeys(t, nexts(t, a, 50), seqRange(2, 51))
 		equalKeys(t, nexts(t, a, 50), seqRange(52, 101))
-		wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 3, Keys: 101})
+		wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 3, Keys: 101, ForegroundRoundTrips: 3, Waits: 3})
 	})
 	t.Run("pooled NextN", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "hi_nextn", "START 1 INCREMENT 50"), 50, idgen.Pooled)
+		a := exactAlloc(t, db, fresh(t, "hi_nextn", "START 1 INCREMENT 50"), 50, idgen.Pooled)
 		keys, err := a.NextN(ctx, 101)
 		noErr(t, err, "NextN")
 		equalKeys(t, keys, seqRange(1, 101))
 		// 3 blocks in one round trip: {1}, 2..51, 52..101.
-		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 3, Keys: 101})
+		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 3, Keys: 101, ForegroundRoundTrips: 1, Waits: 1})
 		// The first value's block of one key can leave a round trip short: then a
 		// second one tops it up.
-		b := newAlloc(t, db, fresh(t, "hi_nextn2", "START 1 INCREMENT 50"), 50, idgen.Pooled)
+		b := exactAlloc(t, db, fresh(t, "hi_nextn2", "START 1 INCREMENT 50"), 50, idgen.Pooled)
 		keys, err = b.NextN(ctx, 100) // 2 blocks hold 51 keys: one more block is needed
 		noErr(t, err, "NextN")
 		equalKeys(t, keys, seqRange(1, 100))
-		wantStats(t, b, idgen.Stats{RoundTrips: 2, Blocks: 3, Keys: 100})
+		wantStats(t, b, idgen.Stats{RoundTrips: 2, Blocks: 3, Keys: 100, ForegroundRoundTrips: 2, Waits: 1})
 	})
 	t.Run("pooled other start", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "hi_start", "START 1000 INCREMENT 10"), 10, idgen.Pooled)
+		a := exactAlloc(t, db, fresh(t, "hi_start", "START 1000 INCREMENT 10"), 10, idgen.Pooled)
 		equalKeys(t, nexts(t, a, 21), seqRange(1000, 1020))
 	})
 	t.Run("pooled after DEFAULT nextval took the first value", func(t *testing.T) {
 		seq := fresh(t, "hi_used", "START 1 INCREMENT 50")
 		mustExec(t, db, `SELECT nextval('hi_used')`) // a writer's row got key 1
-		a := newAlloc(t, db, seq, 50, idgen.Pooled)
+		a := exactAlloc(t, db, seq, 50, idgen.Pooled)
 		equalKeys(t, nexts(t, a, 50), seqRange(2, 51))
 	})
 	t.Run("pooled-lo size 1", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "lo_one", "INCREMENT 1"), 1)
+		a := exactAlloc(t, db, fresh(t, "lo_one", "INCREMENT 1"), 1)
 		keys, err := a.NextN(ctx, 5)
 		noErr(t, err, "NextN")
 		equalKeys(t, keys, seqRange(1, 5))
-		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 5, Keys: 5})
+		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 5, Keys: 5, ForegroundRoundTrips: 1, Waits: 1})
 	})
 	t.Run("pooled-lo block ending at MaxInt64", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "lo_top", "INCREMENT 50 START 9223372036854775758"), 50)
+		a := exactAlloc(t, db, fresh(t, "lo_top", "INCREMENT 50 START 9223372036854775758"), 50)
 		keys, err := a.NextN(ctx, 50)
 		noErr(t, err, "NextN of the last block")
 		equalKeys(t, keys, seqRange(math.MaxInt64-49, math.MaxInt64))
@@ -95,7 +95,7 @@ func TestKeySequences(t *testing.T) {
 		}
 	})
 	t.Run("pooled-lo block ending at MaxInt64, key by key", func(t *testing.T) {
-		a := newAlloc(t, db, fresh(t, "lo_top2", "INCREMENT 50 START 9223372036854775758"), 50)
+		a := exactAlloc(t, db, fresh(t, "lo_top2", "INCREMENT 50 START 9223372036854775758"), 50)
 		equalKeys(t, nexts(t, a, 50), seqRange(math.MaxInt64-49, math.MaxInt64))
 	})
 }
@@ -110,7 +110,7 @@ func TestRoundTrips(t *testing.T) {
 	for _, opt := range []idgen.Optimizer{idgen.PooledLo, idgen.Pooled} {
 		t.Run(opt.String(), func(t *testing.T) {
 			seq := map[idgen.Optimizer]string{idgen.PooledLo: "s", idgen.Pooled: "p"}[opt]
-			a := newAlloc(t, db, seq, 50, opt)
+			a := exactAlloc(t, db, seq, 50, opt)
 			// Pooled's first value is a block of one key: take it out of the way.
 			if opt == idgen.Pooled {
 				_, err := a.Next(ctx)
@@ -169,7 +169,7 @@ func TestRoundTrips(t *testing.T) {
 	}
 
 	t.Run("negative n", func(t *testing.T) {
-		a := newAlloc(t, db, "s", 50)
+		a := exactAlloc(t, db, "s", 50)
 		before := a.Stats()
 		if _, err := a.NextN(ctx, -1); err == nil {
 			t.Fatal("NextN(-1) succeeded")
@@ -183,7 +183,7 @@ func TestStats(t *testing.T) {
 	db, _ := openDB(t)
 	ctx := t.Context()
 	mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
-	a := newAlloc(t, db, "s", 50)
+	a := exactAlloc(t, db, "s", 50)
 	wantStats(t, a, idgen.Stats{}) // New's check is not a refill
 
 	k, err := a.Next(ctx)
@@ -191,24 +191,24 @@ func TestStats(t *testing.T) {
 	if k != 1 {
 		t.Fatalf("first key %d", k)
 	}
-	wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 1, Keys: 1})
+	wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 1, Keys: 1, ForegroundRoundTrips: 1, Waits: 1})
 	for range 49 {
 		_, err := a.Next(ctx)
 		noErr(t, err, "Next")
 	}
-	wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 1, Keys: 50})
+	wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 1, Keys: 50, ForegroundRoundTrips: 1, Waits: 1})
 	_, err = a.Next(ctx) // 51: a new block
 	noErr(t, err, "Next")
-	wantStats(t, a, idgen.Stats{RoundTrips: 2, Blocks: 2, Keys: 51})
+	wantStats(t, a, idgen.Stats{RoundTrips: 2, Blocks: 2, Keys: 51, ForegroundRoundTrips: 2, Waits: 2})
 	_, err = a.NextN(ctx, 0)
 	noErr(t, err, "NextN(0)")
-	wantStats(t, a, idgen.Stats{RoundTrips: 2, Blocks: 2, Keys: 51})
+	wantStats(t, a, idgen.Stats{RoundTrips: 2, Blocks: 2, Keys: 51, ForegroundRoundTrips: 2, Waits: 2})
 
 	// 49 keys in memory (52..100) and 9951 more: 200 blocks in one round trip.
 	keys, err := a.NextN(ctx, 10000)
 	noErr(t, err, "NextN")
 	equalKeys(t, keys, seqRange(52, 10051))
-	wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 202, Keys: 10051})
+	wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 202, Keys: 10051, ForegroundRoundTrips: 3, Waits: 3})
 
 	// WithTx shares the pool and the counters.
 	u := a.WithTx(db)
@@ -217,11 +217,11 @@ func TestStats(t *testing.T) {
 	if k != 10052 {
 		t.Fatalf("WithTx.Next = %d, want 10052 from the shared pool", k)
 	}
-	wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 202, Keys: 10052})
+	wantStats(t, a, idgen.Stats{RoundTrips: 3, Blocks: 202, Keys: 10052, ForegroundRoundTrips: 3, Waits: 3})
 	keys, err = u.NextN(ctx, 100) // 48 in memory, then 2 blocks
 	noErr(t, err, "WithTx.NextN")
 	equalKeys(t, keys, seqRange(10053, 10152))
-	wantStats(t, a, idgen.Stats{RoundTrips: 4, Blocks: 204, Keys: 10152})
+	wantStats(t, a, idgen.Stats{RoundTrips: 4, Blocks: 204, Keys: 10152, ForegroundRoundTrips: 4, Waits: 4})
 	wantStats(t, u, a.Stats())
 
 	// A failed fetch is a round trip that reserves nothing and hands out nothing.
@@ -230,7 +230,7 @@ func TestStats(t *testing.T) {
 	if !errors.Is(err, idgen.ErrIncrementMismatch) {
 		t.Fatalf("NextN after ALTER: %v", err)
 	}
-	wantStats(t, a, idgen.Stats{RoundTrips: 5, Blocks: 204, Keys: 10152})
+	wantStats(t, a, idgen.Stats{RoundTrips: 5, Blocks: 204, Keys: 10152, ForegroundRoundTrips: 5, Waits: 5})
 }
 
 // TestExhaustedMidBatch asks for more blocks than fit below MAXVALUE: the call fails
@@ -325,7 +325,7 @@ func TestWithTxOnOneConnection(t *testing.T) {
 	db, _ := openDB(t)
 	mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`, `CREATE TABLE t (id bigint PRIMARY KEY)`)
 	db.SetMaxOpenConns(1)
-	a := newAlloc(t, db, "s", 50)
+	a := exactAlloc(t, db, "s", 50)
 	ctx := testContext(t)
 
 	tx, err := db.BeginTx(ctx, nil)
@@ -399,7 +399,7 @@ func TestCancelWhileRefillInFlight(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			db, _ := openDB(t)
 			mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
-			a := newAlloc(t, db, "s", 50)
+			a := exactAlloc(t, db, "s", 50)
 			ctx := testContext(t)
 
 			// ALTER SEQUENCE takes a lock that conflicts with nextval's until commit.

@@ -523,7 +523,7 @@ func waitLastValue(t *testing.T, db *sql.DB, seq string, want int64) {
 func TestMismatchDropsStaleRefill(t *testing.T) {
 	db, _ := openDB(t)
 	mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
-	a := newAlloc(t, db, "s", 50)
+	a := exactAlloc(t, db, "s", 50)
 	ctx := t.Context()
 
 	p := &pausingQuerier{db: db, answered: make(chan struct{}), resume: make(chan struct{})}

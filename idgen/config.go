@@ -59,6 +59,21 @@ type Config struct {
 	// flush per refill; set it only without synchronous replication, or when losing
 	// uniqueness at a failover is acceptable.
 	NoDurableRefill bool
+	// NoPrefetch turns off prefetching. With it on (the default), when the keys in
+	// memory fall below a watermark (one block at first, growing with demand up to
+	// 1,024 keys or one block), one background round trip on the Querier given to New
+	// reserves the next blocks, so steady-state callers find their keys in memory
+	// instead of waiting for a nextval (and, with durable refills, a WAL flush). It runs
+	// detached from every caller's context, one goroutine per refill that ends with it.
+	// Measured in the README's "Keys": with eight goroutines taking NextN(10) per request
+	// at allocation size 50, about 95 calls per 1,000 keys wait for a round trip without
+	// it and about 2 with it, and the 99th percentile of NextN drops from 10 ms to 0.8 ms. A
+	// failed prefetch fails no call: the callers that then need keys get a refill of
+	// their own, and its error (Stats.PrefetchErrors counts them, and prefetching
+	// pauses until a refill succeeds). Refills through WithTx never prefetch on the
+	// caller's Querier, and New never prefetches on a *sql.Tx or *sql.Conn. The cost is
+	// up to two watermarks of keys held ahead, lost as a gap when the process ends.
+	NoPrefetch bool
 }
 
 // validate reports configuration errors that need no database to detect.

@@ -58,4 +58,9 @@
 // refill takes only the blocks that fit below MAXVALUE and keeps them when the call
 // fails with ErrExhausted. New refuses a Config other than the one recorded in the
 // sequence's comment (Config.Marker) with ErrMixedConfig.
+//
+// Callers that run short of keys at the same moment share one round trip, and by
+// default a background refill reserves the next blocks before the pool runs dry
+// (Config.NoPrefetch), never on a caller's transaction. Stats tells the round trips
+// callers waited for from the background ones.
 package idgen

@@ -26,6 +26,8 @@ func ExampleNew() {
 		}
 		fmt.Println(id)
 	}
+	// One round trip reserved the block of these keys and, in the same statement, two
+	// more ahead of demand (prefetch): the pool stays above its watermark.
 	fmt.Printf("%+v\n", alloc.Stats())
 
 	// An allocation size that differs from the INCREMENT is refused.
@@ -35,7 +37,7 @@ func ExampleNew() {
 	// 1
 	// 2
 	// 3
-	// {RoundTrips:1 Blocks:1 Keys:3}
+	// {RoundTrips:1 Blocks:3 Keys:3 ForegroundRoundTrips:1 BackgroundRoundTrips:0 Waits:1 PrefetchErrors:0}
 	// true
 }
 
@@ -49,7 +51,7 @@ func ExampleAllocator_NextN() {
 		fmt.Println(err)
 		return
 	}
-	ids, err := alloc.NextN(ctx, 10000) // 200 blocks, one round trip
+	ids, err := alloc.NextN(ctx, 10000) // 200 blocks and 2 ahead of demand, one round trip
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,7 +60,7 @@ func ExampleAllocator_NextN() {
 	fmt.Printf("%+v\n", alloc.Stats())
 	// Output:
 	// 10000 1 10000
-	// {RoundTrips:1 Blocks:200 Keys:10000}
+	// {RoundTrips:1 Blocks:202 Keys:10000 ForegroundRoundTrips:1 BackgroundRoundTrips:0 Waits:1 PrefetchErrors:0}
 }
 
 func ExampleAllocator_WithTx() {

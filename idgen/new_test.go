@@ -173,7 +173,7 @@ func TestSequenceNames(t *testing.T) {
 	}
 	for _, w := range works {
 		t.Run(w.seq, func(t *testing.T) {
-			a := newAlloc(t, db, w.seq, w.size)
+			a := exactAlloc(t, db, w.seq, w.size)
 			keys, err := a.NextN(t.Context(), 3)
 			noErr(t, err, "NextN")
 			equalKeys(t, keys, seqRange(w.first, w.first+2))

@@ -41,7 +41,7 @@ func TestRefillBackendKilled(t *testing.T) {
 		t.Run(map[bool]string{false: "shared refill", true: "WithTx on a held connection"}[using], func(t *testing.T) {
 			db, _ := openDB(t)
 			mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
-			a := newAlloc(t, db, "s", 50)
+			a := exactAlloc(t, db, "s", 50)
 			ctx := testContext(t)
 			all, err := a.NextN(ctx, 30) // 31..50 stay in memory
 			noErr(t, err, "NextN")
@@ -92,7 +92,7 @@ func TestRefillTimesOut(t *testing.T) {
 		t.Run(map[bool]string{false: "shared refill", true: "WithTx on a transaction"}[using], func(t *testing.T) {
 			db, _ := openDB(t)
 			mustExec(t, db, `CREATE SEQUENCE s INCREMENT 50`)
-			a := newAlloc(t, db, "s", 50)
+			a := exactAlloc(t, db, "s", 50)
 			ctx := testContext(t)
 			all, err := a.NextN(ctx, 30)
 			noErr(t, err, "NextN")

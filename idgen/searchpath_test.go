@@ -30,7 +30,7 @@ func TestPinnedToTheSequenceNewResolved(t *testing.T) {
 	mustExec(t, db, `CREATE SCHEMA t1`)
 	mustExec(t, db, `CREATE SEQUENCE t1.s INCREMENT BY 50`)
 
-	alloc := newAlloc(t, db, "s", 50) // public.s, through the pool's search_path
+	alloc := exactAlloc(t, db, "s", 50) // public.s, through the pool's search_path
 
 	tx, err := db.BeginTx(ctx, nil)
 	noErr(t, err, "begin")

@@ -51,7 +51,7 @@ func TestTimelineChangeDropsBlocks(t *testing.T) {
 	}
 	q := &fakeTimeline{db: db}
 	q.tli.Store(1)
-	a, err := New(ctx, q, Config{Sequence: "s", AllocationSize: 50})
+	a, err := New(ctx, q, Config{Sequence: "s", AllocationSize: 50, NoPrefetch: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestTimelineChangeWithTx(t *testing.T) {
 	}
 	q := &fakeTimeline{db: db}
 	q.tli.Store(5)
-	a, err := New(ctx, db, Config{Sequence: "s", AllocationSize: 50, Optimizer: Pooled})
+	a, err := New(ctx, db, Config{Sequence: "s", AllocationSize: 50, Optimizer: Pooled, NoPrefetch: true})
 	if err != nil {
 		t.Fatal(err)
 	}

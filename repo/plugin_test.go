@@ -361,7 +361,7 @@ func TestPluginIncrementMismatchPassesThrough(t *testing.T) {
 	if err := db.Exec(`ALTER SEQUENCE teams_id_seq INCREMENT 20`).Error; err != nil {
 		t.Fatal(err)
 	}
-	more := teams(100) // needs a refill
+	more := teams(1000) // needs a refill: more than the allocator holds, prefetch's headroom included
 	err := db.Create(&more).Error
 	var mismatch *idgen.IncrementMismatchError
 	if !errors.Is(err, idgen.ErrIncrementMismatch) || !errors.As(err, &mismatch) || mismatch.Increment != 20 {
@@ -451,8 +451,10 @@ func TestPluginConfigAllocationSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := a.Stats(); a.Config().AllocationSize != 5 || s.Blocks != 3 {
-		t.Errorf("allocation size %d, %d blocks for 12 keys, want 5 and 3", a.Config().AllocationSize, s.Blocks)
+	// 3 blocks for the 12 keys, and 2 that prefetch keeps ahead (twice its watermark of
+	// one block), in the same round trip.
+	if s := a.Stats(); a.Config().AllocationSize != 5 || s.Blocks != 5 || s.RoundTrips != 1 {
+		t.Errorf("allocation size %d, %d blocks in %d round trips for 12 keys, want 5 and 5 in 1", a.Config().AllocationSize, s.Blocks, s.RoundTrips)
 	}
 	checkTeamsInDB(t, db, rows)
 }
