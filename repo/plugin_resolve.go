@@ -107,7 +107,8 @@ func typeName(s *schema.Schema) string {
 	return s.Name
 }
 
-// newModel builds the model of s keyed on key with cfg, as parseModel does for a tag.
+// newModel builds the model of s keyed on key with cfg: for a tag (parseModel), for a
+// tag without a sequence once it is resolved, and for a PluginConfig.AutoKeys model.
 func newModel(s *schema.Schema, key *schema.Field, cfg idgen.Config) *model {
 	m := &model{schema: s, create: createSchema(s, key), key: key, cfg: cfg}
 	for _, name := range m.create.DBNames {

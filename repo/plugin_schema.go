@@ -83,18 +83,7 @@ func parseModel(s *schema.Schema) (*model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo: model %s field %s: %w", name, key.Name, err)
 	}
-	m := &model{schema: s, create: createSchema(s, key), key: key, cfg: cfg}
-	for _, name := range m.create.DBNames {
-		if f := m.create.FieldsByDBName[name]; f != nil && f.Creatable {
-			m.columns = append(m.columns, f)
-			kind := textKindOf(f)
-			m.textKinds = append(m.textKinds, kind)
-			if kind != noText {
-				m.text = append(m.text, textField{f: f, index: f.StructField.Index, kind: kind})
-			}
-		}
-	}
-	return m, nil
+	return newModel(s, key, cfg), nil
 }
 
 // createSchema returns the schema that create statements for s should use, given that
