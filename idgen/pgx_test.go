@@ -60,7 +60,7 @@ func TestPgxHandles(t *testing.T) {
 	noErr(t, err, "begin")
 	defer func() { _ = tx.Rollback(ctx) }()
 
-	cfg := idgen.Config{Sequence: "s", AllocationSize: 50}
+	cfg := idgen.Config{Sequence: "s", AllocationSize: 50, NoPrefetch: true} // exact Stats: no headroom
 	handles := []struct {
 		name string
 		db   idgen.PgxQuerier
@@ -74,7 +74,7 @@ func TestPgxHandles(t *testing.T) {
 		keys, err := a.NextN(ctx, 50)
 		noErr(t, err, "NextN on "+h.name)
 		equalKeys(t, keys, seqRange(int64(50*i+1), int64(50*i+50)))
-		wantStats(t, a, idgen.Stats{RoundTrips: 1, Blocks: 1, Keys: 50})
+		wantStats(t, a, idgen.Stats{RoundTrips: 1, ForegroundRoundTrips: 1, Blocks: 1, Keys: 50, Waits: 1})
 		all = append(all, keys...)
 	}
 
@@ -87,7 +87,7 @@ func TestPgxHandles(t *testing.T) {
 		equalKeys(t, keys, seqRange(int64(150+50*i+1), int64(150+50*i+50)))
 		all = append(all, keys...)
 	}
-	wantStats(t, base, idgen.Stats{RoundTrips: 3, Blocks: 3, Keys: 150})
+	wantStats(t, base, idgen.Stats{RoundTrips: 3, ForegroundRoundTrips: 3, Blocks: 3, Keys: 150, Waits: 3})
 	requireUnique(t, all)
 
 	// Check and CheckOne, the startup check, on each handle.
@@ -211,12 +211,14 @@ func TestPgxWithTxOneConnection(t *testing.T) {
 	guard := &poolGuard{}
 	pool, _ := openPool(t, 1, guard)
 	pgxExec(t, pool, `CREATE SEQUENCE s INCREMENT 50`, `CREATE TABLE t (id bigint PRIMARY KEY)`)
-	alloc, err := idgen.New(ctx, pool, idgen.Config{Sequence: "s", AllocationSize: 50})
+	// No prefetch: the test shows where each refill runs, and a background prefetch on
+	// the pool would race with the guard.
+	alloc, err := idgen.New(ctx, pool, idgen.Config{Sequence: "s", AllocationSize: 50, NoPrefetch: true})
 	noErr(t, err, "New")
 	viaStdlib := stdlib.OpenDBFromPool(pool)
 	defer viaStdlib.Close()
 	viaStdlib.SetMaxIdleConns(0) // give the connection back to the pool after each use
-	workaround, err := idgen.New(ctx, viaStdlib, idgen.Config{Sequence: "s", AllocationSize: 50})
+	workaround, err := idgen.New(ctx, viaStdlib, idgen.Config{Sequence: "s", AllocationSize: 50, NoPrefetch: true})
 	noErr(t, err, "New on stdlib.OpenDBFromPool")
 
 	tx, err := pool.Begin(ctx) // holds the pool's only connection
