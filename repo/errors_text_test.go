@@ -77,3 +77,22 @@ func TestUpsertWithoutUniqueConstraintNamesColumns(t *testing.T) {
 		}
 	})
 }
+
+// With the database down, Plugin.Validate says so once, not once per model, like
+// migrations.Validate.
+func TestPluginValidateDatabaseDownOnce(t *testing.T) {
+	db, p := open(t)
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.Close()
+	err = p.Validate(context.Background(), &Widget{}, &Widget{}, &Widget{})
+	if err == nil {
+		t.Fatal("Validate with the database down: nil error")
+	}
+	if n := strings.Count(err.Error(), "\n"); n != 0 || strings.Count(err.Error(), "cannot query the database") != 1 {
+		t.Errorf("want one line that says the database cannot be queried, got %d more:\n%s", n, err)
+	}
+	onePrefix(t, err.Error())
+}
