@@ -23,10 +23,11 @@ func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
 	if err := repo.AutoMigrate(ctx, db, &Shelf{}, &Book{}); err != nil {
 		t.Fatal(err)
 	}
-	// 60 shelves: more than one block, so every write needs a refill.
+	// More shelves than the allocator holds, prefetched headroom included, so every
+	// write needs a refill.
 	create := func(tx *gorm.DB, name string) []Shelf {
 		t.Helper()
-		shelves := make([]Shelf, 60)
+		shelves := make([]Shelf, 2500)
 		for i := range shelves {
 			shelves[i] = Shelf{Name: name, Books: []Book{{Title: name}}}
 		}
@@ -77,8 +78,12 @@ func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
 	// The same sequence, its INCREMENT changed under the running writers: they stop.
 	mustExecSQL(t, sqlDB, `ALTER SEQUENCE shelves_id_seq INCREMENT BY 7`)
 	var err error
-	for i := 0; i < 60 && err == nil; i++ { // past the keys already held
-		err = db.Create(&Shelf{Name: "stopped"}).Error
+	for i := 0; i < 20 && err == nil; i++ { // past the keys already held
+		batch := make([]Shelf, 500)
+		for j := range batch {
+			batch[j].Name = "stopped"
+		}
+		err = db.Create(&batch).Error
 	}
 	if !errors.Is(err, idgen.ErrIncrementMismatch) {
 		t.Fatalf("after ALTER … INCREMENT 7 on the pinned sequence: %v, want ErrIncrementMismatch", err)

@@ -49,8 +49,10 @@ func TestPluginCreateInBatchesNoReturningOneRoundTripPerBatch(t *testing.T) {
 			t.Errorf("INSERT does not name the key column: %.200s", s)
 		}
 	}
-	if got := alloc.Stats().RoundTrips - before.RoundTrips; got != 5 {
-		t.Errorf("allocator made %d round trips for 5 batches, want 5", got)
+	// At most one allocation round trip per statement: prefetch (on by default) may have
+	// reserved a later batch's keys in the background already.
+	if got := alloc.Stats().ForegroundRoundTrips - before.ForegroundRoundTrips; got < 1 || got > 5 {
+		t.Errorf("allocator made %d foreground round trips for 5 batches, want 1 to 5", got)
 	}
 	checkTeamsInDB(t, db, rows)
 }
