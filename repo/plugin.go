@@ -421,16 +421,14 @@ func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) 
 	}
 	keys, err := a.NextN(ctx, n)
 	if err != nil {
-		adopted, aerr := p.adoptRecreated(ctx, m, q, a, err)
+		again, handled, aerr := p.adoptRecreated(ctx, m, q, a, n, err)
+		if !handled {
+			return nil, err
+		}
 		if aerr != nil {
 			return nil, aerr
 		}
-		if !adopted {
-			return nil, err
-		}
-		if keys, err = a.NextN(ctx, n); err != nil {
-			return nil, err
-		}
+		keys = again
 	}
 	if err := m.checkRange(keys); err != nil {
 		return nil, err

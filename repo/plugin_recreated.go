@@ -26,17 +26,29 @@ import (
 // it resolves to nothing), and whether the sequence with OID $2 still exists.
 const recreatedSQL = `SELECT coalesce(to_regclass($1)::oid::bigint, 0), EXISTS (SELECT FROM pg_class WHERE oid = $2::bigint::oid)`
 
-// adoptRecreated is called when a refill of m's allocator a, on q, failed with err. When
-// err is an increment mismatch and m's sequence name now resolves on q to another
-// sequence than the one a is pinned to (the pinned one was dropped and the name created
-// again), it adopts the new sequence for m — INCREMENT set to the allocation size, moved
-// past the table's keys, the configuration marker written — under AutoMigrate's advisory
-// lock, in the caller's transaction (behind a savepoint) when q is one, else in a
-// transaction of its own. It reports whether it did, in which case the caller tries the
-// refill once more.
-func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, a *idgen.Allocator, err error) (bool, error) {
+// adoptRecreated is called when a refill of m's allocator a, on q, failed with err, to
+// get the n keys the caller asked for once more. When err is an increment mismatch and
+// m's sequence name now resolves on q to another sequence than the one a is pinned to,
+// which no longer exists (it was dropped and the name created again), it adopts the new
+// sequence for m — INCREMENT set to the allocation size, moved past the table's keys,
+// the configuration marker written — under AutoMigrate's advisory lock, and returns the
+// keys with handled true. Otherwise it returns handled false and the caller reports err.
+//
+// Where the adoption runs depends on q:
+//   - On the pool: in a transaction of its own, committed before the keys are taken
+//     through a (which re-pins to the new sequence).
+//   - In the caller's transaction: behind a savepoint of that transaction. Adopting on
+//     another connection would wait for the caller, whose earlier statements hold locks
+//     on the new sequence (and maybe the pool's last connection). But ALTER SEQUENCE is
+//     transactional, and so are the nextval calls after it in the same transaction: a
+//     rollback of the caller's transaction undoes both. So the keys come from a
+//     throwaway Allocator on q, without prefetch, that reserves only what this call
+//     needs and shares nothing: if the caller rolls back, the keys vanish with the rows
+//     that used them, and a's own pool never holds a key from the undone sequence. a
+//     re-pins at its next refill, after the adoption is committed.
+func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, a *idgen.Allocator, n int, err error) (keys []int64, handled bool, _ error) {
 	if !errors.Is(err, idgen.ErrIncrementMismatch) {
-		return false, nil
+		return nil, false, nil
 	}
 	var (
 		now    int64
@@ -44,14 +56,18 @@ func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, 
 	)
 	rows, qerr := q.QueryContext(ctx, recreatedSQL, a.Config().Sequence, int64(a.SequenceOID()))
 	if qerr != nil {
-		return false, nil // report the mismatch, not this
+		return nil, false, nil // report the mismatch, not this
 	}
 	if rows.Next() {
 		_ = rows.Scan(&now, &exists)
 	}
 	_ = rows.Close()
 	if now == 0 || exists {
-		return false, nil
+		return nil, false, nil
+	}
+	fail := func(err error) ([]int64, bool, error) {
+		return nil, true, fmt.Errorf("repo: model %s: its sequence %s was dropped and created again, and adopting the new one failed (run repo.AutoMigrate after recreating tables): %w",
+			m.name(), a.Config().Sequence, err)
 	}
 	adopt := func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", AutoMigrateLockID); err != nil {
@@ -59,23 +75,50 @@ func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, 
 		}
 		return adoptKey(ctx, tx, p, m.schema)
 	}
-	var aerr error
-	if tx, ok := q.(*sql.Tx); ok {
-		aerr = inSQLSavepoint(ctx, tx, adopt)
-	} else {
-		aerr = p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			sqlTx, ok := unwrapPool(tx.Statement.ConnPool).(*sql.Tx)
-			if !ok {
-				return fmt.Errorf("GORM's transaction is a %T, not a *sql.Tx", tx.Statement.ConnPool)
-			}
-			return adopt(sqlTx)
-		})
+	tx, inTx := q.(*sql.Tx)
+	if !inTx {
+		var aerr error
+		if conn, ok := q.(*sql.Conn); ok {
+			aerr = sqlTransaction(ctx, conn, adopt)
+		} else {
+			aerr = p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				sqlTx, ok := unwrapPool(tx.Statement.ConnPool).(*sql.Tx)
+				if !ok {
+					return fmt.Errorf("GORM's transaction is a %T, not a *sql.Tx", tx.Statement.ConnPool)
+				}
+				return adopt(sqlTx)
+			})
+		}
+		if aerr != nil {
+			return fail(aerr)
+		}
+		keys, err := a.NextN(ctx, n)
+		return keys, true, err
 	}
-	if aerr != nil {
-		return false, fmt.Errorf("repo: model %s: its sequence %s was dropped and created again, and adopting the new one failed (run repo.AutoMigrate after recreating tables): %w",
-			m.name(), a.Config().Sequence, aerr)
+	if err := inSQLSavepoint(ctx, tx, adopt); err != nil {
+		return fail(err)
 	}
-	return true, nil
+	cfg := a.Config()
+	cfg.NoPrefetch = true
+	once, err := idgen.New(ctx, tx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	keys, err = once.NextN(ctx, n)
+	return keys, true, err
+}
+
+// sqlTransaction runs fn in a transaction on conn, committed when fn succeeds.
+func sqlTransaction(ctx context.Context, conn *sql.Conn, fn func(*sql.Tx) error) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // inSQLSavepoint runs fn inside a savepoint of tx, rolled back when fn fails so that tx

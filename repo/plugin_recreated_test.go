@@ -51,7 +51,7 @@ func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
 	}
 	check(create(db, "before"))
 
-	for _, inTx := range []bool{false, true} {
+	for _, inTx := range []bool{true, false} { // on the pool last: the writers are then pinned to the new sequence
 		if err := db.Migrator().DropTable(&Book{}, &Shelf{}); err != nil {
 			t.Fatal(err)
 		}
@@ -67,9 +67,9 @@ func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
 				t.Fatal(err)
 			}
 			check(shelves)
-		} else {
-			check(create(db, "after"))
+			continue
 		}
+		check(create(db, "after"))
 		if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'shelves_id_seq'`); inc != 50 {
 			t.Errorf("after the write the sequence has INCREMENT %d, want 50", inc)
 		}
@@ -92,3 +92,58 @@ func TestTableRecreatedByGORMAutoMigrate(t *testing.T) {
 		t.Errorf("the plugin changed the INCREMENT of a sequence it was pinned to: %d", inc)
 	}
 }
+
+// A caller's transaction that adopted a recreated sequence and then rolled back undoes
+// the adoption and every nextval after it. No key it reserved may be handed out again:
+// later writers, in this process and in another, adopt again and write without a
+// duplicate key.
+func TestRecreatedAdoptionRolledBack(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	db, _, sqlDB := openWith(t, dsn, repo.PluginConfig{})
+	other, _, _ := openWith(t, dsn, repo.PluginConfig{}) // another process's plugin
+	if err := repo.AutoMigrate(ctx, db, &Shelf{}, &Book{}); err != nil {
+		t.Fatal(err)
+	}
+	shelves := func(n int, name string) []Shelf {
+		s := make([]Shelf, n)
+		for i := range s {
+			s[i] = Shelf{Name: name, Books: []Book{{Title: name}}}
+		}
+		return s
+	}
+	for _, w := range []*gorm.DB{db, other} {
+		if err := w.Create(&[]Shelf{{Name: "warm", Books: []Book{{Title: "warm"}}}}).Error; err != nil { // both allocators made
+			t.Fatal(err)
+		}
+	}
+	if err := db.Migrator().DropTable(&Book{}, &Shelf{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&Shelf{}, &Book{}); err != nil {
+		t.Fatal(err)
+	}
+	rolledBack := errors.New("roll back")
+	err := db.Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(shelvesPtr(shelves(2500, "undone"))).Error; err != nil {
+			return err
+		}
+		return rolledBack
+	})
+	if !errors.Is(err, rolledBack) {
+		t.Fatalf("transaction: %v", err)
+	}
+	if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'shelves_id_seq'`); inc != 1 {
+		t.Fatalf("after the rollback the sequence has INCREMENT %d, want 1 (the adoption undone)", inc)
+	}
+	for i, w := range []*gorm.DB{db, other, db, other} {
+		if err := w.Create(shelvesPtr(shelves(2500, "kept"))).Error; err != nil {
+			t.Fatalf("write %d after the rolled-back adoption: %v", i, err)
+		}
+	}
+	if n := queryOne[int64](t, sqlDB, `SELECT count(*) FROM shelves`); n != 4*2500 {
+		t.Fatalf("%d shelves, want %d", n, 4*2500)
+	}
+}
+
+func shelvesPtr(s []Shelf) *[]Shelf { return &s }
