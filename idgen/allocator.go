@@ -497,6 +497,12 @@ func (a *Allocator) repin(ctx context.Context, q DB, oid int64, background bool)
 	}
 	st.mu.Lock()
 	current := st.oid
+	if current == oid {
+		// The pinned sequence is gone: no key reserved from it is handed out from now on,
+		// even if checking the new one fails (dropLocked ends the epoch, so a prefetch
+		// begun before is dropped too).
+		st.dropLocked(nil)
+	}
 	st.mu.Unlock()
 	if current != oid { // another call re-pinned already
 		return nil
