@@ -414,7 +414,17 @@ func (p *Plugin) next(ctx context.Context, m *model, pool gorm.ConnPool, n int) 
 	q := p.querier(pool)
 	a, err := p.modelAllocator(ctx, m, q)
 	if err != nil {
-		return nil, err
+		keys, handled, aerr := p.adoptFresh(ctx, m, q, n, err)
+		if !handled {
+			return nil, err
+		}
+		if aerr != nil {
+			return nil, aerr
+		}
+		if err := m.checkRange(keys); err != nil {
+			return nil, err
+		}
+		return keys, nil
 	}
 	if !samePool(q, p.pool) {
 		a = a.WithTx(q)

@@ -65,9 +65,16 @@ func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, 
 	if now == 0 || exists {
 		return nil, false, nil
 	}
+	return p.adoptThenNext(ctx, m, q, a.Config(), n, func() ([]int64, error) { return a.NextN(ctx, n) })
+}
+
+// adoptThenNext adopts m's sequence (named in cfg) for the statement on q, as
+// adoptRecreated says, and returns n keys: from next on the pool, from a throwaway
+// Allocator in the caller's transaction. handled is always true.
+func (p *Plugin) adoptThenNext(ctx context.Context, m *model, q idgen.Querier, cfg idgen.Config, n int, next func() ([]int64, error)) (keys []int64, handled bool, _ error) {
 	fail := func(err error) ([]int64, bool, error) {
-		return nil, true, fmt.Errorf("repo: model %s: its sequence %s was dropped and created again, and adopting the new one failed (run repo.AutoMigrate after recreating tables): %w",
-			m.name(), a.Config().Sequence, err)
+		return nil, true, fmt.Errorf("repo: model %s: adopting its sequence %s failed (run repo.AutoMigrate after creating or recreating tables): %w",
+			m.name(), cfg.Sequence, err)
 	}
 	adopt := func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", AutoMigrateLockID); err != nil {
@@ -92,13 +99,12 @@ func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, 
 		if aerr != nil {
 			return fail(aerr)
 		}
-		keys, err := a.NextN(ctx, n)
+		keys, err := next()
 		return keys, true, err
 	}
 	if err := inSQLSavepoint(ctx, tx, adopt); err != nil {
 		return fail(err)
 	}
-	cfg := a.Config()
 	cfg.NoPrefetch = true
 	once, err := idgen.New(ctx, tx, cfg)
 	if err != nil {
@@ -106,6 +112,40 @@ func (p *Plugin) adoptRecreated(ctx context.Context, m *model, q idgen.Querier, 
 	}
 	keys, err = once.NextN(ctx, n)
 	return keys, true, err
+}
+
+// adoptFresh is called when making m's allocator on q failed with err. When err is an
+// increment mismatch on a sequence at INCREMENT 1 that carries no seqrepo marker — a
+// sequence nobody adopted yet, as GORM's own db.AutoMigrate leaves every bigserial key —
+// it adopts the sequence as adoptRecreated does and returns n keys. A sequence with a
+// marker, or at another INCREMENT, was configured by someone on purpose: its mismatch
+// is reported, not changed.
+func (p *Plugin) adoptFresh(ctx context.Context, m *model, q idgen.Querier, n int, err error) (keys []int64, handled bool, _ error) {
+	var mm *idgen.IncrementMismatchError
+	if !errors.As(err, &mm) || mm.Increment != 1 {
+		return nil, false, nil
+	}
+	var marked bool
+	rows, qerr := q.QueryContext(ctx, `SELECT coalesce(obj_description(to_regclass($1), 'pg_class'), '') LIKE '%seqrepo:%'`, mm.Sequence)
+	if qerr != nil {
+		return nil, false, nil
+	}
+	if rows.Next() {
+		_ = rows.Scan(&marked)
+	}
+	_ = rows.Close()
+	if marked {
+		return nil, false, nil
+	}
+	cfg := m.cfg
+	cfg.Sequence = mm.Sequence
+	return p.adoptThenNext(ctx, m, q, cfg, n, func() ([]int64, error) {
+		a, err := p.modelAllocator(ctx, m, q)
+		if err != nil {
+			return nil, err
+		}
+		return a.NextN(ctx, n)
+	})
 }
 
 // sqlTransaction runs fn in a transaction on conn, committed when fn succeeds.

@@ -147,3 +147,58 @@ func TestRecreatedAdoptionRolledBack(t *testing.T) {
 }
 
 func shelvesPtr(s []Shelf) *[]Shelf { return &s }
+
+// A table that GORM's own db.AutoMigrate created (bigserial, INCREMENT 1, no seqrepo
+// marker) is adopted by the first create that needs its keys, in a caller's transaction
+// as on the pool; a sequence whose INCREMENT someone set on purpose is not.
+func TestFreshGORMTableAdoptedOnFirstUse(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	db, _, sqlDB := openWith(t, dsn, repo.PluginConfig{})
+	if err := db.AutoMigrate(&Shelf{}, &Book{}); err != nil { // GORM's own: INCREMENT 1
+		t.Fatal(err)
+	}
+	var shelves []Shelf
+	if err := db.Transaction(func(tx *gorm.DB) error {
+		shelves = []Shelf{{Name: "first", Books: []Book{{Title: "a"}, {Title: "b"}}}}
+		return tx.Create(&shelves).Error
+	}); err != nil {
+		t.Fatalf("first create, in a transaction: %v", err)
+	}
+	more := []Shelf{{Name: "second", Books: []Book{{Title: "c"}}}}
+	if err := db.Create(&more).Error; err != nil {
+		t.Fatalf("second create, on the pool: %v", err)
+	}
+	for _, s := range append(shelves, more...) {
+		if got := queryOne[string](t, sqlDB, `SELECT name FROM shelves WHERE id = $1`, s.ID); got != s.Name {
+			t.Fatalf("shelf %s has key %d, but that row is %q", s.Name, s.ID, got)
+		}
+		for _, b := range s.Books {
+			if got := queryOne[int64](t, sqlDB, `SELECT shelf_id FROM books WHERE id = $1`, b.ID); got != int64(s.ID) {
+				t.Fatalf("book %d of shelf %d has shelf_id %d", b.ID, s.ID, got)
+			}
+		}
+	}
+	for _, seq := range []string{"shelves_id_seq", "books_id_seq"} {
+		if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = $1`, seq); inc != 50 {
+			t.Errorf("%s has INCREMENT %d after the first writes, want 50", seq, inc)
+		}
+	}
+
+	// INCREMENT 7, set on purpose: reported, not changed.
+	mustExecSQL(t, sqlDB, `CREATE TABLE crate7 (id bigserial PRIMARY KEY, name text)`, `ALTER SEQUENCE crate7_id_seq INCREMENT BY 7`)
+	err := db.Create(&Crate7{Name: "x"}).Error
+	if !errors.Is(err, idgen.ErrIncrementMismatch) {
+		t.Fatalf("create on a sequence at INCREMENT 7: %v, want ErrIncrementMismatch", err)
+	}
+	if inc := queryOne[int64](t, sqlDB, `SELECT increment_by FROM pg_sequences WHERE sequencename = 'crate7_id_seq'`); inc != 7 {
+		t.Errorf("the plugin changed an INCREMENT set on purpose to %d", inc)
+	}
+}
+
+// Crate7's sequence has an INCREMENT set on purpose (TestFreshGORMTableAdoptedOnFirstUse).
+type Crate7 struct {
+	ID   int64 `gorm:"primaryKey" idgen:"allocationSize:50"`
+	Name string
+}
+
+func (Crate7) TableName() string { return "crate7" }
